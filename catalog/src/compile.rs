@@ -1,0 +1,212 @@
+//! Compile a validated [`Catalog`] into an immutable [`Snapshot`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::endpoint::Endpoint;
+use crate::error::{ConfigError, ConfigErrors};
+use crate::load::{Catalog, Located};
+use crate::model::{ApprovalStatus, Policy, Rule, Server, UpstreamAuth};
+use crate::pattern::Pattern;
+use crate::snapshot::*;
+
+/// Resolves secret references (`env:NAME`, `file:PATH`). Supplied by the
+/// caller so this crate does no I/O; errors must never contain the secret.
+pub trait SecretResolver {
+    /// Returns the secret text for `reference`, or why it cannot be read.
+    fn resolve(&self, reference: &str) -> Result<String, String>;
+}
+
+impl<F: Fn(&str) -> Result<String, String>> SecretResolver for F {
+    fn resolve(&self, reference: &str) -> Result<String, String> {
+        self(reference)
+    }
+}
+
+/// Compiles `catalog` as snapshot `version`, resolving credentials with `secrets`.
+pub fn compile(
+    catalog: &Catalog,
+    version: u64,
+    secrets: &dyn SecretResolver,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = Vec::new();
+
+    let approved: Vec<&Located<Server>> = catalog
+        .servers
+        .iter()
+        .filter(|l| l.item.status == ApprovalStatus::Approved)
+        .collect();
+    let mut upstreams = Vec::with_capacity(approved.len());
+    for (id, l) in approved.iter().enumerate() {
+        match build_upstream(id as ServerId, l, secrets) {
+            Ok(u) => upstreams.push(u),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let server_index = upstreams
+        .iter()
+        .map(|u| (Box::<str>::from(&*u.name), u.id))
+        .collect();
+
+    // Group principals by the exact set of policies that apply to them.
+    let mut class_of_set: HashMap<BTreeSet<usize>, ClassId> = HashMap::new();
+    let mut classes = Vec::new();
+    let mut principals = Vec::new();
+    let mut tokens = HashMap::new();
+    for l in &catalog.principals {
+        let p = &l.item;
+        let set: BTreeSet<usize> = catalog
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, pl)| applies_to(&pl.item, &p.name, &p.teams))
+            .map(|(i, _)| i)
+            .collect();
+        let class = *class_of_set.entry(set.clone()).or_insert_with(|| {
+            let policies: Vec<&Policy> = set.iter().map(|&i| &catalog.policies[i].item).collect();
+            classes.push(build_class(&policies, &approved));
+            (classes.len() - 1) as ClassId
+        });
+        let principal = principals.len() as u32;
+        principals.push(PrincipalInfo {
+            name: p.name.as_str().into(),
+            kind: p.kind,
+            teams: p.teams.iter().map(|t| Arc::from(t.as_str())).collect(),
+            token_names: p
+                .tokens
+                .iter()
+                .map(|t| Arc::from(t.name.as_str()))
+                .collect(),
+        });
+        if p.disabled {
+            continue;
+        }
+        for (i, t) in p.tokens.iter().enumerate().filter(|(_, t)| !t.revoked) {
+            let mut digest = [0u8; 32];
+            // Validated as 64 hex characters by the loader.
+            if hex::decode_to_slice(&t.sha256, &mut digest).is_ok() {
+                tokens.insert(
+                    digest,
+                    Caller {
+                        principal,
+                        token: i as u32,
+                        class,
+                    },
+                );
+            }
+        }
+    }
+
+    Ok(Snapshot {
+        version,
+        settings: Settings {
+            max_body_bytes: catalog.gateway.max_body_bytes,
+            allowed_origins: catalog.gateway.allowed_origins.clone(),
+        },
+        tokens,
+        principals,
+        classes,
+        server_index,
+        upstreams,
+    })
+}
+
+fn applies_to(policy: &Policy, principal: &str, teams: &[String]) -> bool {
+    policy.subjects.principals.iter().any(|n| n == principal)
+        || policy.subjects.teams.iter().any(|t| teams.contains(t))
+}
+
+fn build_class(policies: &[&Policy], servers: &[&Located<Server>]) -> PolicyClass {
+    let grants = servers
+        .iter()
+        .map(|l| build_grant(policies, &l.item))
+        .collect();
+    PolicyClass { grants }
+}
+
+fn build_grant(policies: &[&Policy], server: &Server) -> Grant {
+    let patterns = |rules: fn(&Policy) -> &Vec<Rule>| -> Vec<Pattern> {
+        policies
+            .iter()
+            .flat_map(|p| rules(p).iter())
+            .filter(|r| Pattern::new(&r.server).matches(&server.name))
+            .flat_map(|r| r.tools.iter().map(|t| Pattern::new(t)))
+            .collect()
+    };
+    let allow = patterns(|p| &p.allow);
+    let deny = patterns(|p| &p.deny);
+    if allow.is_empty() || deny.iter().any(Pattern::matches_everything) {
+        return Grant::None;
+    }
+    let allow_all = deny.is_empty() && allow.iter().any(Pattern::matches_everything);
+    let decide =
+        |tool: &str| allow.iter().any(|p| p.matches(tool)) && !deny.iter().any(|p| p.matches(tool));
+    let known = server
+        .tools
+        .iter()
+        .map(|t| (Box::<str>::from(t.name.as_str()), decide(&t.name)))
+        .collect();
+    Grant::Tools(ToolRules {
+        allow_all,
+        allow,
+        deny,
+        known,
+    })
+}
+
+fn build_upstream(
+    id: ServerId,
+    l: &Located<Server>,
+    secrets: &dyn SecretResolver,
+) -> Result<Upstream, ConfigError> {
+    let s = &l.item;
+    let at =
+        |field: &str, msg: String| ConfigError::new(&l.file, format!("{}.{field}", l.path), msg);
+    let endpoint = Endpoint::parse(&s.endpoint).map_err(|m| at("endpoint", m))?;
+    let host_header =
+        HeaderValue::from_str(&endpoint.authority).map_err(|e| at("endpoint", e.to_string()))?;
+    let addr = endpoint
+        .host
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, endpoint.port));
+    let secret_value = |reference: &str, prefix: &str| -> Result<HeaderValue, ConfigError> {
+        let secret = secrets
+            .resolve(reference)
+            .map_err(|m| at("auth.secret", format!("cannot read {reference}: {m}")))?;
+        let mut v = HeaderValue::from_str(&format!("{prefix}{}", secret.trim())).map_err(|_| {
+            at(
+                "auth.secret",
+                format!("{reference} is not a valid header value"),
+            )
+        })?;
+        v.set_sensitive(true);
+        Ok(v)
+    };
+    let credential = match &s.auth {
+        UpstreamAuth::None => None,
+        UpstreamAuth::Bearer { secret } => Some((
+            http::header::AUTHORIZATION,
+            secret_value(secret, "Bearer ")?,
+        )),
+        UpstreamAuth::Header { header, secret } => Some((
+            HeaderName::from_bytes(header.as_bytes())
+                .map_err(|e| at("auth.header", e.to_string()))?,
+            secret_value(secret, "")?,
+        )),
+    };
+    Ok(Upstream {
+        id,
+        name: s.name.as_str().into(),
+        endpoint,
+        addr,
+        host_header,
+        credential,
+    })
+}

@@ -1,0 +1,22 @@
+//! toolgate's shared catalog model, used by both planes.
+//!
+//! - [`model`]: the YAML schema operators write under `config/`;
+//! - [`load()`]: parse, merge and validate files (errors name file and field path);
+//! - [`compile()`]: turn a valid [`Catalog`] into an immutable [`Snapshot`]
+//!   that answers every per-request question with a lookup.
+//!
+//! This crate does no I/O: callers pass file contents in and resolve secrets.
+
+pub mod compile;
+pub mod endpoint;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod pattern;
+pub mod snapshot;
+
+pub use compile::{compile, SecretResolver};
+pub use endpoint::Endpoint;
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, Catalog, Located};
+pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Snapshot, Upstream};

@@ -1,0 +1,328 @@
+//! Parse and merge config files, then validate references across them.
+//!
+//! The loader takes file contents, not paths: reading the directory is the
+//! caller's job, so this crate stays free of I/O.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::model::*;
+use crate::pattern::Pattern;
+
+/// An item together with where it was written.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    /// The file the item came from.
+    pub file: String,
+    /// Field path of the item, e.g. `servers[2]`.
+    pub path: String,
+    /// The item.
+    pub item: T,
+}
+
+/// The merged, validated catalog of every file under `config/`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Gateway settings (defaults when no file sets them).
+    pub gateway: GatewaySettings,
+    /// All teams.
+    pub teams: Vec<Located<Team>>,
+    /// All servers.
+    pub servers: Vec<Located<Server>>,
+    /// All principals.
+    pub principals: Vec<Located<Principal>>,
+    /// All policies.
+    pub policies: Vec<Located<Policy>>,
+}
+
+/// Parses every `(file name, YAML text)` pair, merges them and validates the result.
+/// Returns every error found, each naming its file and field path.
+pub fn load(files: &[(String, String)]) -> Result<Catalog, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut catalog = Catalog::default();
+    let mut gateway_from: Option<String> = None;
+
+    for (name, text) in files {
+        let parsed: ConfigFile = if text.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            let de = yaml_serde::Deserializer::from_str(text);
+            match serde_path_to_error::deserialize(de) {
+                Ok(f) => f,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let path = if path == "." { String::new() } else { path };
+                    errors.push(ConfigError::new(name, path, e.into_inner().to_string()));
+                    continue;
+                }
+            }
+        };
+        if let Some(g) = parsed.gateway {
+            if let Some(first) = &gateway_from {
+                errors.push(ConfigError::new(
+                    name,
+                    "gateway",
+                    format!("gateway settings are already set in {first}"),
+                ));
+            } else {
+                if g.max_body_bytes == 0 {
+                    errors.push(ConfigError::new(
+                        name,
+                        "gateway.max_body_bytes",
+                        "must be above 0",
+                    ));
+                }
+                gateway_from = Some(name.clone());
+                catalog.gateway = g;
+            }
+        }
+        push_located(&mut catalog.teams, name, "teams", parsed.teams);
+        push_located(&mut catalog.servers, name, "servers", parsed.servers);
+        push_located(
+            &mut catalog.principals,
+            name,
+            "principals",
+            parsed.principals,
+        );
+        push_located(&mut catalog.policies, name, "policies", parsed.policies);
+    }
+    if errors.is_empty() {
+        validate(&catalog, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn push_located<T>(into: &mut Vec<Located<T>>, file: &str, section: &str, items: Vec<T>) {
+    into.extend(items.into_iter().enumerate().map(|(i, item)| Located {
+        file: file.to_string(),
+        path: format!("{section}[{i}]"),
+        item,
+    }));
+}
+
+/// Checks names are unique, references resolve, and values are well formed.
+fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
+    let mut err = |l_file: &str, path: String, msg: String| {
+        errors.push(ConfigError::new(l_file, path, msg));
+    };
+
+    let teams = unique_names(c.teams.iter().map(|l| (l, l.item.name.as_str())), &mut err);
+    let servers = unique_names(
+        c.servers.iter().map(|l| (l, l.item.name.as_str())),
+        &mut err,
+    );
+    let principals = unique_names(
+        c.principals.iter().map(|l| (l, l.item.name.as_str())),
+        &mut err,
+    );
+    unique_names(
+        c.policies.iter().map(|l| (l, l.item.name.as_str())),
+        &mut err,
+    );
+
+    for l in &c.servers {
+        let s = &l.item;
+        if !is_valid_name(&s.name) {
+            err(&l.file, format!("{}.name", l.path), NAME_RULE.into());
+        }
+        if !teams.contains(s.owner.as_str()) {
+            err(
+                &l.file,
+                format!("{}.owner", l.path),
+                format!("unknown team {:?}", s.owner),
+            );
+        }
+        if let Err(m) = crate::endpoint::Endpoint::parse(&s.endpoint) {
+            err(&l.file, format!("{}.endpoint", l.path), m);
+        }
+        if s.transport != Transport::StreamableHttp {
+            err(
+                &l.file,
+                format!("{}.transport", l.path),
+                "only streamable-http servers are routed by this gateway version".into(),
+            );
+        }
+        match &s.auth {
+            UpstreamAuth::None => {}
+            UpstreamAuth::Bearer { secret } => check_secret_ref(
+                secret,
+                &l.file,
+                &format!("{}.auth.secret", l.path),
+                &mut err,
+            ),
+            UpstreamAuth::Header { header, secret } => {
+                if let Err(m) = check_injectable_header(header) {
+                    err(&l.file, format!("{}.auth.header", l.path), m);
+                }
+                check_secret_ref(
+                    secret,
+                    &l.file,
+                    &format!("{}.auth.secret", l.path),
+                    &mut err,
+                )
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in s.tools.iter().enumerate() {
+            if !seen.insert(t.name.as_str()) {
+                err(
+                    &l.file,
+                    format!("{}.tools[{i}].name", l.path),
+                    format!("duplicate tool {:?}", t.name),
+                );
+            }
+        }
+    }
+
+    let mut digests: HashMap<&str, String> = HashMap::new();
+    for l in &c.principals {
+        let p = &l.item;
+        for (i, t) in p.teams.iter().enumerate() {
+            if !teams.contains(t.as_str()) {
+                err(
+                    &l.file,
+                    format!("{}.teams[{i}]", l.path),
+                    format!("unknown team {t:?}"),
+                );
+            }
+        }
+        for (i, t) in p.tokens.iter().enumerate() {
+            let path = format!("{}.tokens[{i}].sha256", l.path);
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                err(
+                    &l.file,
+                    path,
+                    "must be the 64-character hex SHA-256 of the token, never the token".into(),
+                );
+            } else if let Some(first) = digests.insert(t.sha256.as_str(), path.clone()) {
+                err(
+                    &l.file,
+                    path,
+                    format!("the same token digest is already used at {first}"),
+                );
+            }
+        }
+    }
+
+    for l in &c.policies {
+        let p = &l.item;
+        for (i, t) in p.subjects.teams.iter().enumerate() {
+            if !teams.contains(t.as_str()) {
+                err(
+                    &l.file,
+                    format!("{}.subjects.teams[{i}]", l.path),
+                    format!("unknown team {t:?}"),
+                );
+            }
+        }
+        for (i, n) in p.subjects.principals.iter().enumerate() {
+            if !principals.contains(n.as_str()) {
+                err(
+                    &l.file,
+                    format!("{}.subjects.principals[{i}]", l.path),
+                    format!("unknown principal {n:?}"),
+                );
+            }
+        }
+        for (kind, rules) in [("allow", &p.allow), ("deny", &p.deny)] {
+            for (i, r) in rules.iter().enumerate() {
+                let path = format!("{}.{kind}[{i}]", l.path);
+                let server_pattern = Pattern::new(&r.server);
+                if server_pattern.is_literal() && !servers.contains(r.server.as_str()) {
+                    err(
+                        &l.file,
+                        format!("{path}.server"),
+                        format!("unknown server {:?}", r.server),
+                    );
+                }
+                if r.tools.is_empty() {
+                    err(
+                        &l.file,
+                        format!("{path}.tools"),
+                        "lists no tool pattern".into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+const NAME_RULE: &str = "names use letters, digits, '-', '_' and '.' only";
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn unique_names<'a, T: 'a>(
+    items: impl Iterator<Item = (&'a Located<T>, &'a str)>,
+    err: &mut impl FnMut(&str, String, String),
+) -> HashSet<&'a str> {
+    let mut seen: HashMap<&str, (&str, &str)> = HashMap::new();
+    for (l, name) in items {
+        if let Some((file, path)) = seen.get(name) {
+            err(
+                &l.file,
+                format!("{}.name", l.path),
+                format!("duplicate name {name:?} (first defined in {file} at {path})"),
+            );
+        } else {
+            seen.insert(name, (l.file.as_str(), l.path.as_str()));
+        }
+    }
+    seen.into_keys().collect()
+}
+
+fn check_secret_ref(
+    reference: &str,
+    file: &str,
+    path: &str,
+    err: &mut impl FnMut(&str, String, String),
+) {
+    let ok = match reference.split_once(':') {
+        Some(("env", name)) => !name.is_empty(),
+        Some(("file", p)) => !p.is_empty(),
+        _ => false,
+    };
+    if !ok {
+        err(
+            file,
+            path.to_string(),
+            "must be a secret reference `env:NAME` or `file:PATH`, never the secret itself".into(),
+        );
+    }
+}
+
+/// Headers the gateway owns and never lets config overwrite.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+];
+
+fn check_injectable_header(name: &str) -> Result<(), String> {
+    let parsed = http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+    if RESERVED_HEADERS.contains(&parsed.as_str()) {
+        return Err(format!(
+            "{name:?} is managed by the gateway and cannot carry a credential"
+        ));
+    }
+    Ok(())
+}

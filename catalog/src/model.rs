@@ -1,0 +1,237 @@
+//! The operator-facing YAML schema: what a file under `config/` may contain.
+//!
+//! Every file holds any of the top-level sections below; the loader merges them.
+//! Unknown fields are refused so a typo never silently changes meaning.
+
+use serde::Deserialize;
+
+/// One YAML file under `config/`, before merging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Gateway-wide settings (at most one file may set them).
+    #[serde(default)]
+    pub gateway: Option<GatewaySettings>,
+    /// Teams that own servers and receive grants.
+    #[serde(default)]
+    pub teams: Vec<Team>,
+    /// Registered MCP servers.
+    #[serde(default)]
+    pub servers: Vec<Server>,
+    /// Users and agents (service accounts) with their gateway tokens.
+    #[serde(default)]
+    pub principals: Vec<Principal>,
+    /// Access policies: allow / deny by server and tool pattern.
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Largest request body accepted (after decompression), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Browser origins allowed to call the gateway. Requests without an
+    /// `Origin` header (non-browser agents) are always accepted.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// The default request body cap: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// A team: the unit that owns servers and receives grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    /// Unique team name.
+    pub name: String,
+    /// Free text for operators.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A registered MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Unique name; agents reach it at `/mcp/{name}`.
+    pub name: String,
+    /// Free text for operators and agents.
+    #[serde(default)]
+    pub description: String,
+    /// The team that owns the server.
+    pub owner: String,
+    /// Only `approved` servers are routed.
+    pub status: ApprovalStatus,
+    /// Upstream endpoint, e.g. `http://10.0.0.5:8080/mcp`.
+    pub endpoint: String,
+    /// How the gateway talks to the server.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The credential the gateway injects upstream.
+    #[serde(default)]
+    pub auth: UpstreamAuth,
+    /// Tools the operator declares up front (discovery adds more later).
+    #[serde(default)]
+    pub tools: Vec<ToolDecl>,
+}
+
+/// Registry approval state of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    /// Registered, awaiting review: not routed.
+    Pending,
+    /// Routed.
+    Approved,
+    /// Still listed, no longer routed.
+    Deprecated,
+    /// Never routed.
+    Blocked,
+}
+
+/// Upstream transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// MCP Streamable HTTP (2025-03-26 and later, and stateless 2026-07-28).
+    #[default]
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05); not routed by this version.
+    Sse,
+    /// A local process; not routed by this version.
+    Stdio,
+}
+
+/// How the gateway authenticates to an upstream server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum UpstreamAuth {
+    /// No credential.
+    #[default]
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// A secret reference (`env:NAME` or `file:PATH`).
+        secret: String,
+    },
+    /// `<header>: <secret>`, e.g. `X-Api-Key`.
+    Header {
+        /// Header name.
+        header: String,
+        /// A secret reference (`env:NAME` or `file:PATH`).
+        secret: String,
+    },
+}
+
+/// A tool declared in the catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDecl {
+    /// Tool name exactly as the server exposes it.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A user or an agent (service account).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    /// Unique name.
+    pub name: String,
+    /// `user` or `agent`.
+    pub kind: PrincipalKind,
+    /// Teams the principal belongs to.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// A disabled principal authenticates nowhere.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Gateway tokens (PATs), by digest only.
+    #[serde(default)]
+    pub tokens: Vec<TokenDecl>,
+}
+
+/// Kind of principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// A person.
+    User,
+    /// A service account or bot.
+    Agent,
+}
+
+/// A personal access token, stored as the SHA-256 digest of the token text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenDecl {
+    /// A label for the token (e.g. the agent or laptop it was issued for).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token text; never the token itself.
+    pub sha256: String,
+    /// A revoked token authenticates nowhere.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// An access policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Unique name.
+    pub name: String,
+    /// Who the policy applies to.
+    pub subjects: Subjects,
+    /// Grants.
+    #[serde(default)]
+    pub allow: Vec<Rule>,
+    /// Prohibitions; a deny always wins over an allow.
+    #[serde(default)]
+    pub deny: Vec<Rule>,
+}
+
+/// The principals a policy applies to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subjects {
+    /// Every member of these teams.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// These principals by name.
+    #[serde(default)]
+    pub principals: Vec<String>,
+}
+
+/// One allow or deny rule: a server pattern and tool patterns (`*` and `?` globs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Server name or glob.
+    pub server: String,
+    /// Tool names or globs; all tools when omitted.
+    #[serde(default = "all_tools")]
+    pub tools: Vec<String>,
+}
+
+fn all_tools() -> Vec<String> {
+    vec!["*".to_string()]
+}
