@@ -19,4 +19,4 @@ pub use compile::{compile, SecretResolver};
 pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, Catalog, Located};
-pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Snapshot, Upstream};
+pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Settings, Snapshot, Upstream};

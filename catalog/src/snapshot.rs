@@ -139,6 +139,11 @@ impl Snapshot {
             .map(|&id| &self.upstreams[id as usize])
     }
 
+    /// A routable server by id.
+    pub fn upstream_by_id(&self, id: ServerId) -> &Upstream {
+        &self.upstreams[id as usize]
+    }
+
     /// The class's grant on a server.
     pub fn grant(&self, class: ClassId, server: ServerId) -> &Grant {
         &self.classes[class as usize].grants[server as usize]

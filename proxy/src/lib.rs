@@ -1,1 +1,23 @@
-pub fn x() {}
+//! toolgate's data plane: a Pingora MCP gateway.
+//!
+//! Request path: [`admit`] (authenticate, read and parse the body once,
+//! check `Mcp-*` headers, [`decide`]) → [`gateway`] hooks (inject the
+//! upstream credential, strip the caller's) → response rewriting
+//! ([`filter`] for `tools/list`, [`sse`] for event streams). All decisions
+//! read one `Arc<Snapshot>` loaded per request from an `ArcSwap`, replaced by
+//! [`reload`] when `config/` changes.
+
+pub mod admit;
+pub mod body;
+pub mod cli;
+pub mod decide;
+pub mod demo;
+pub mod error;
+pub mod filter;
+pub mod gateway;
+pub mod http_headers;
+pub mod jsonrpc;
+pub mod large_body;
+pub mod reload;
+pub mod server;
+pub mod sse;

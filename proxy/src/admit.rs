@@ -1,0 +1,179 @@
+//! Admission: everything decided before a byte goes upstream.
+//!
+//! Order matters: route and origin, then the token (so strangers learn
+//! nothing about servers), then the server grant, then, for POST, the body:
+//! read in full (capped), parsed once, headers checked against it, decided.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use catalog::{Caller, ServerId, Snapshot, Upstream};
+use pingora_proxy::Session;
+
+use crate::body::{read_request_body, ReadError};
+use crate::decide::{check_headers, decide, McpHeaders};
+use crate::error::Refusal;
+use crate::filter::ListIds;
+use crate::http_headers::{bearer_digest, check_origin};
+use crate::jsonrpc;
+
+/// An admitted request: who, to which server, and what to filter.
+#[derive(Debug, Clone)]
+pub struct Route {
+    snapshot: Arc<Snapshot>,
+    digest: [u8; 32],
+    caller: Caller,
+    server: ServerId,
+    /// Length of the checked body to forward, for POST.
+    pub body_len: Option<usize>,
+    /// Which responses are `tools/list` results to filter.
+    pub list_ids: ListIds,
+}
+
+impl Route {
+    /// The upstream as of the route's snapshot.
+    pub fn upstream(&self) -> &Upstream {
+        self.snapshot.upstream_by_id(self.server)
+    }
+
+    /// Server name, for logs.
+    pub fn server_name(&self) -> &str {
+        &self.upstream().name
+    }
+
+    /// Principal name, for logs.
+    pub fn principal_name(&self) -> &str {
+        &self.snapshot.principal(&self.caller).name
+    }
+
+    /// May the caller call `tool` on this server (current snapshot)?
+    pub fn can_call(&self, tool: &str) -> bool {
+        self.snapshot.can_call(self.caller.class, self.server, tool)
+    }
+
+    /// Re-checks the caller against the newest snapshot when it changed, so a
+    /// revocation or grant removal reaches requests already in the door.
+    pub fn refresh(&mut self, store: &ArcSwap<Snapshot>) -> Result<(), Refusal> {
+        if store.load().version == self.snapshot.version {
+            return Ok(());
+        }
+        let snapshot = store.load_full();
+        let name: Arc<str> = self.upstream().name.clone();
+        let fresh = authorize(&snapshot, self.digest, &name)?;
+        self.snapshot = fresh.snapshot;
+        self.caller = fresh.caller;
+        self.server = fresh.server;
+        Ok(())
+    }
+}
+
+/// A request allowed to proceed, with its checked body (POST only).
+pub struct Admitted {
+    /// Who and where.
+    pub route: Route,
+    /// The body to forward, decoded.
+    pub body: Option<Bytes>,
+}
+
+/// Why admission stopped.
+pub enum AdmitError {
+    /// Refused with a response.
+    Refused(Refusal),
+    /// The agent's connection failed.
+    Io(Box<pingora_error::Error>),
+}
+
+impl From<Refusal> for AdmitError {
+    fn from(r: Refusal) -> Self {
+        AdmitError::Refused(r)
+    }
+}
+
+impl From<ReadError> for AdmitError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Refused(r) => AdmitError::Refused(r),
+            ReadError::Io(e) => AdmitError::Io(e),
+        }
+    }
+}
+
+/// The server named by an agent path: `/mcp/{server}` (one optional trailing slash).
+pub fn server_from_path(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/mcp/")?;
+    let name = name.strip_suffix('/').unwrap_or(name);
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name != "."
+        && name != "..";
+    ok.then_some(name)
+}
+
+/// Token → caller → server grant, all from one snapshot.
+fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result<Route, Refusal> {
+    let caller = snapshot
+        .authenticate(&digest)
+        .ok_or(Refusal::Unauthorized { presented: true })?;
+    let upstream = snapshot
+        .upstream(server)
+        .filter(|u| snapshot.can_access(caller.class, u.id))
+        .ok_or(Refusal::NoSuchServer)?;
+    Ok(Route {
+        snapshot: snapshot.clone(),
+        digest,
+        caller,
+        server: upstream.id,
+        body_len: None,
+        list_ids: ListIds::None,
+    })
+}
+
+/// Admits or refuses a request. Reads and checks the whole body of a POST.
+pub async fn admit(session: &mut Session, store: &ArcSwap<Snapshot>) -> Result<Admitted, AdmitError> {
+    let snapshot = store.load_full();
+    let req = session.req_header();
+    let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
+    check_origin(req, &snapshot.settings)?;
+    let digest = bearer_digest(req)?;
+    let mut route = authorize(&snapshot, digest, server)?;
+    match req.method {
+        http::Method::GET => {
+            // A GET stream may replay earlier responses: filter any tool list on it.
+            route.list_ids = ListIds::Any;
+            Ok(Admitted { route, body: None })
+        }
+        http::Method::DELETE => Ok(Admitted { route, body: None }),
+        http::Method::POST => {
+            let body = read_request_body(session, snapshot.settings.max_body_bytes).await?;
+            route.refresh(store)?;
+            let parsed = jsonrpc::parse(&body).map_err(Refusal::Parse)?;
+            let headers = session.req_header();
+            let mcp = McpHeaders {
+                method: headers.headers.get_all("mcp-method").iter().map(|v| v.as_bytes()).collect(),
+                name: headers.headers.get_all("mcp-name").iter().map(|v| v.as_bytes()).collect(),
+            };
+            check_headers(&parsed, &mcp)?;
+            route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
+            route.body_len = Some(body.len());
+            Ok(Admitted { route, body: Some(body) })
+        }
+        _ => Err(Refusal::MethodNotAllowed.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_from_path;
+
+    #[test]
+    fn paths() {
+        assert_eq!(server_from_path("/mcp/github"), Some("github"));
+        assert_eq!(server_from_path("/mcp/github/"), Some("github"));
+        for bad in ["/mcp/", "/mcp", "/mcp/a/b", "/mcp/..", "/other/github", "/mcp/a%2fb"] {
+            assert_eq!(server_from_path(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Reading a request body in full, size-capped, before anything goes upstream.
+
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use pingora_proxy::Session;
+
+use crate::error::Refusal;
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The agent's request is refused (size, encoding, content type).
+    Refused(Refusal),
+    /// The connection failed while reading.
+    Io(Box<pingora_error::Error>),
+}
+
+impl From<Refusal> for ReadError {
+    fn from(r: Refusal) -> Self {
+        ReadError::Refused(r)
+    }
+}
+
+/// Reads the whole request body (at most `limit` bytes after decoding) and
+/// returns it decoded. Refuses early on a declared length above the cap.
+pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<Bytes, ReadError> {
+    let header = session.req_header();
+    if let Some(ct) = header.headers.get(http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !ct.starts_with("application/json") {
+            return Err(Refusal::Unsupported(format!(
+                "content type {ct:?} is not application/json"
+            ))
+            .into());
+        }
+    }
+    let encoding = header
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let declared = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::TooLarge { limit }.into());
+    }
+    if header
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        session
+            .as_downstream_mut()
+            .write_continue_response()
+            .await
+            .map_err(ReadError::Io)?;
+    }
+
+    // Pingora replays an early-read body from its retry buffer (up to 64 KiB).
+    session.as_downstream_mut().enable_retry_buffering();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = session
+        .as_downstream_mut()
+        .read_request_body()
+        .await
+        .map_err(ReadError::Io)?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(Refusal::TooLarge { limit }.into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let raw = buf.freeze();
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(raw),
+        Some("gzip" | "x-gzip") => inflate(flate2::read::GzDecoder::new(&raw[..]), limit),
+        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit),
+        Some(other) => Err(Refusal::Unsupported(format!(
+            "content encoding {other:?} is not supported; use gzip, deflate or none"
+        ))
+        .into()),
+    }
+}
+
+fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, ReadError> {
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::Unsupported(format!("the compressed body cannot be decoded: {e}")))?;
+    if out.len() > limit {
+        return Err(Refusal::TooLarge { limit }.into());
+    }
+    Ok(out.into())
+}

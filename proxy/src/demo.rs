@@ -1,0 +1,171 @@
+//! A small demo MCP server (an issue tracker), built on the official Rust SDK
+//! (`rmcp`). `toolgate proxy --demo` runs it behind the gateway so a newcomer
+//! can point an MCP client at toolgate at once; the tests use it as upstream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `search_issues`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SearchArgs {
+    /// Text to look for in titles.
+    pub query: String,
+}
+
+/// Arguments of `create_issue`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct CreateArgs {
+    /// Issue title.
+    pub title: String,
+    /// Issue text.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Arguments of `delete_issue`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct DeleteArgs {
+    /// Issue number.
+    pub id: usize,
+}
+
+/// Arguments of `long_report`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ReportArgs {
+    /// Progress steps to send before the result.
+    pub steps: u32,
+}
+
+/// The demo issue tracker.
+#[derive(Clone)]
+pub struct DemoServer {
+    issues: Arc<Mutex<Vec<String>>>,
+    #[allow(dead_code)] // read by the tool_handler macro
+    tool_router: ToolRouter<Self>,
+}
+
+impl DemoServer {
+    /// An empty tracker.
+    pub fn new(issues: Arc<Mutex<Vec<String>>>) -> Self {
+        DemoServer {
+            issues,
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+#[tool_router]
+impl DemoServer {
+    #[tool(description = "Search issues by title", annotations(read_only_hint = true))]
+    fn search_issues(&self, Parameters(a): Parameters<SearchArgs>) -> String {
+        let issues = self.issues.lock().expect("demo lock");
+        let hits: Vec<String> = issues
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.contains(&a.query))
+            .map(|(i, t)| format!("#{i} {t}"))
+            .collect();
+        format!("{} issue(s) match {:?}: {}", hits.len(), a.query, hits.join("; "))
+    }
+
+    #[tool(description = "Create an issue")]
+    fn create_issue(&self, Parameters(a): Parameters<CreateArgs>) -> String {
+        let mut issues = self.issues.lock().expect("demo lock");
+        issues.push(a.title.clone());
+        format!("created #{} {:?} (body: {} bytes)", issues.len() - 1, a.title, a.body.len())
+    }
+
+    #[tool(description = "Delete an issue", annotations(destructive_hint = true))]
+    fn delete_issue(&self, Parameters(a): Parameters<DeleteArgs>) -> String {
+        format!("deleted #{}", a.id)
+    }
+
+    #[tool(description = "Build a report, streaming progress notifications")]
+    async fn long_report(
+        &self,
+        Parameters(a): Parameters<ReportArgs>,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> String {
+        if let Some(token) = meta.get_progress_token() {
+            for step in 1..=a.steps {
+                let p = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_total(a.steps as f64);
+                let _ = client.notify_progress(p).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        format!("report done after {} steps", a.steps)
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for DemoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_instructions("toolgate demo issue tracker")
+    }
+}
+
+/// How the demo server answers.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Bearer token the server requires (`None`: no auth).
+    pub token: Option<String>,
+    /// Answer simple requests with `application/json` instead of SSE.
+    pub json_response: bool,
+    /// Keep Streamable HTTP sessions (2025-xx revisions).
+    pub sessions: bool,
+}
+
+/// An axum router serving the demo MCP server at `/mcp`.
+pub fn router(options: DemoOptions, cancel: CancellationToken) -> axum::Router {
+    let issues = Arc::new(Mutex::new(vec!["Login page is slow".to_string()]));
+    let config = StreamableHttpServerConfig::default()
+        .with_json_response(options.json_response)
+        .with_legacy_session_mode(options.sessions)
+        .with_sse_keep_alive(None)
+        .with_cancellation_token(cancel);
+    let service: StreamableHttpService<DemoServer, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(DemoServer::new(issues.clone())),
+        Default::default(),
+        config,
+    );
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(options.token), require_token))
+}
+
+async fn require_token(
+    State(token): State<Arc<Option<String>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = token.as_ref() {
+        let want = format!("Bearer {token}");
+        let got = req.headers().get(http::header::AUTHORIZATION);
+        if got.map(|v| v.as_bytes()) != Some(want.as_bytes()) {
+            return (http::StatusCode::UNAUTHORIZED, "demo server: wrong or missing token").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Serves the demo server on `listener` until `cancel` fires.
+pub async fn serve(listener: tokio::net::TcpListener, options: DemoOptions, cancel: CancellationToken) {
+    let app = router(options, cancel.clone());
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
+        .await;
+}

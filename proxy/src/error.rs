@@ -1,0 +1,187 @@
+//! Every way the gateway refuses a request, and the one place that turns a
+//! refusal into an HTTP response with a JSON-RPC error body.
+
+use serde_json::{json, Value};
+
+use crate::jsonrpc::ParseError;
+
+/// JSON-RPC: invalid JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC: not a valid request.
+pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC: invalid params (also: unknown tool).
+pub const INVALID_PARAMS: i64 = -32602;
+/// MCP 2026-07-28: a `Mcp-*` header disagrees with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// Gateway-defined: authentication or access refused.
+pub const ACCESS_REFUSED: i64 = -32001;
+
+/// Why the gateway answered a request itself instead of forwarding it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The path is not `/mcp/{server}`, or the server is unknown, not
+    /// approved, or not granted to the caller (indistinguishable on purpose).
+    #[error("no MCP server at this path")]
+    NoSuchServer,
+    /// No, unknown, or revoked bearer token.
+    #[error("a valid gateway token is required (Authorization: Bearer <token>)")]
+    Unauthorized {
+        /// A token was presented (and was not valid).
+        presented: bool,
+    },
+    /// A browser `Origin` not on the allow list (DNS-rebinding protection).
+    #[error("origin {0:?} is not allowed")]
+    OriginNotAllowed(String),
+    /// An HTTP method MCP does not use.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Body above the configured cap.
+    #[error("request body exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// A content type or encoding the gateway cannot check.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Not JSON, or not a valid JSON-RPC request.
+    #[error("{0:?}")]
+    Parse(ParseError),
+    /// An `Mcp-Method` / `Mcp-Name` header disagrees with the body.
+    #[error("header mismatch: {detail}")]
+    HeaderMismatch {
+        /// The request id.
+        id: Option<Value>,
+        /// Which header and what the body says.
+        detail: String,
+    },
+    /// One or more `tools/call`s the caller may not make: one error per
+    /// request in the body, in order (a batch is refused as a whole).
+    #[error("tool call denied")]
+    Denied(Vec<DeniedCall>),
+}
+
+/// One request of a refused body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeniedCall {
+    /// Request id (`None` for notifications, which get no reply).
+    pub id: Option<Value>,
+    /// The denied tool, or `None` for an element refused because its batch was.
+    pub tool: Option<String>,
+}
+
+/// A ready HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": code, "message": message}})
+}
+
+impl Refusal {
+    /// The response the agent gets. Messages never contain secrets and never
+    /// reveal whether a denied tool exists.
+    pub fn to_response(&self) -> ErrorResponse {
+        let mut headers = Vec::new();
+        let message = self.to_string();
+        let (status, body) = match self {
+            Refusal::NoSuchServer => (404, rpc_error(None, ACCESS_REFUSED, &message)),
+            Refusal::Unauthorized { presented } => {
+                let challenge = if *presented {
+                    r#"Bearer realm="toolgate", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="toolgate""#
+                };
+                headers.push(("www-authenticate", challenge.to_string()));
+                (401, rpc_error(None, ACCESS_REFUSED, &message))
+            }
+            Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
+            Refusal::MethodNotAllowed => {
+                headers.push(("allow", "GET, POST, DELETE".to_string()));
+                (405, rpc_error(None, INVALID_REQUEST, &message))
+            }
+            Refusal::TooLarge { .. } => (413, rpc_error(None, INVALID_REQUEST, &message)),
+            Refusal::Unsupported(_) => (415, rpc_error(None, INVALID_REQUEST, &message)),
+            Refusal::Parse(ParseError::NotJson(detail)) => (
+                400,
+                rpc_error(None, PARSE_ERROR, &format!("parse error: {detail}")),
+            ),
+            Refusal::Parse(ParseError::Invalid { id, reason }) => (
+                400,
+                rpc_error(id.as_ref(), INVALID_REQUEST, &format!("invalid request: {reason}")),
+            ),
+            Refusal::HeaderMismatch { id, .. } => {
+                (400, rpc_error(id.as_ref(), HEADER_MISMATCH, &message))
+            }
+            Refusal::Denied(calls) => {
+                let replies: Vec<Value> = calls
+                    .iter()
+                    .filter(|c| c.id.is_some())
+                    .map(|c| match &c.tool {
+                        Some(tool) => rpc_error(
+                            c.id.as_ref(),
+                            INVALID_PARAMS,
+                            &format!("tool not available: {tool}"),
+                        ),
+                        None => rpc_error(
+                            c.id.as_ref(),
+                            INVALID_REQUEST,
+                            "not executed: the batch contains a tool call that is not available",
+                        ),
+                    })
+                    .collect();
+                let body = if calls.len() == 1 {
+                    replies.into_iter().next().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(replies)
+                };
+                (200, body)
+            }
+        };
+        if status == 200 && body.is_null() {
+            // A denied notification gets no JSON-RPC reply.
+            return ErrorResponse {
+                status: 202,
+                headers,
+                body: Vec::new(),
+            };
+        }
+        ErrorResponse {
+            status,
+            headers,
+            body: serde_json::to_vec(&body).expect("JSON serializes"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denied_calls_carry_ids_and_do_not_say_whether_the_tool_exists() {
+        let r = Refusal::Denied(vec![DeniedCall {
+            id: Some(json!(9)),
+            tool: Some("delete_issue".into()),
+        }])
+        .to_response();
+        assert_eq!(r.status, 200);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["id"], json!(9));
+        assert_eq!(v["error"]["message"], "tool not available: delete_issue");
+    }
+
+    #[test]
+    fn unauthorized_has_a_bearer_challenge() {
+        let r = Refusal::Unauthorized { presented: true }.to_response();
+        assert_eq!(r.status, 401);
+        assert!(r.headers.iter().any(|(n, v)| *n == "www-authenticate" && v.starts_with("Bearer")));
+    }
+}

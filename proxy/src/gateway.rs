@@ -1,0 +1,285 @@
+//! The Pingora `ProxyHttp` implementation. Each hook is a few lines that
+//! delegate to plain functions (see `admit.rs`, `decide.rs`, `filter.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use catalog::Snapshot;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+
+use crate::admit::{self, Admitted, Route};
+use crate::error::Refusal;
+use crate::filter::{self, ListIds};
+use crate::http_headers::{strip_request, strip_response};
+use crate::large_body;
+use crate::sse::SseRewriter;
+
+/// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
+pub struct Gateway {
+    snapshots: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Gateway {
+    /// A gateway serving whatever snapshot `snapshots` holds.
+    pub fn new(snapshots: Arc<ArcSwap<Snapshot>>) -> Self {
+        Gateway { snapshots }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// Set once the request is admitted.
+    pub(crate) route: Option<Route>,
+    /// The checked body to send upstream instead of the bytes Pingora replays.
+    pub(crate) forward_body: Option<Bytes>,
+    response: ResponseMode,
+}
+
+#[derive(Default)]
+enum ResponseMode {
+    #[default]
+    PassThrough,
+    Json(Vec<u8>),
+    Sse(SseRewriter),
+}
+
+/// Largest JSON response buffered for `tools/list` filtering (64 MiB).
+const MAX_FILTERED_JSON: usize = 64 * 1024 * 1024;
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        session.subrequest_ctx.is_none()
+    }
+
+    /// Authenticate, read and parse the body, decide. Refusals are answered
+    /// here and nothing reaches the upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(route) = large_body::take_checked_route(session) {
+            // A subrequest carrying a body the parent already checked.
+            ctx.route = Some(route);
+            return Ok(false);
+        }
+        match admit::admit(session, &self.snapshots).await {
+            Ok(Admitted { route, body }) => {
+                let large = body.is_some() && session.as_downstream().retry_buffer_truncated();
+                ctx.route = Some(route);
+                if large {
+                    // Pingora replays at most 64 KiB: send the checked body ourselves.
+                    let route = ctx.route.take().expect("just set");
+                    large_body::forward(session, route, body.expect("checked")).await?;
+                    return Ok(true);
+                }
+                ctx.forward_body = body;
+                Ok(false)
+            }
+            Err(admit::AdmitError::Refused(refusal)) => {
+                respond(session, &refusal).await?;
+                Ok(true)
+            }
+            Err(admit::AdmitError::Io(e)) => Err(e),
+        }
+    }
+
+    /// Replace the replayed body with the checked (and decoded) one.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.forward_body.is_some() {
+            *body = if end_of_stream {
+                ctx.forward_body.take()
+            } else {
+                Some(Bytes::new())
+            };
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let up = route.upstream();
+        let addr = match up.addr {
+            Some(addr) => addr,
+            None => {
+                let target = (up.endpoint.host.as_str(), up.endpoint.port);
+                tokio::net::lookup_host(target)
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::ConnectNoRoute, format!("cannot resolve {}", up.endpoint.host))
+                    })?
+            }
+        };
+        let mut peer = HttpPeer::new(addr, up.endpoint.tls, up.endpoint.host.clone());
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// Point the request at the upstream, inject its credential, drop the caller's.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let route = ctx.route.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let up = route.upstream();
+        let uri = upstream_uri(&up.endpoint.path_and_query, session.req_header().uri.query());
+        req.set_uri(uri.parse().map_err(|_| Error::new(ErrorType::InternalError))?);
+        strip_request(req);
+        req.insert_header(http::header::HOST, up.host_header.clone())?;
+        if let Some((name, value)) = &up.credential {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        if let Some(len) = route.body_len {
+            req.remove_header(&http::header::CONTENT_ENCODING);
+            req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+        }
+        if route.list_ids.is_active() {
+            // Responses we must rewrite are easiest to read uncompressed.
+            req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        }
+        Ok(())
+    }
+
+    /// Choose how the response body is rewritten, and fix the headers for it.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        strip_response(resp);
+        if resp.status == http::StatusCode::UNAUTHORIZED {
+            // The upstream refused the gateway's credential: the agent cannot fix that.
+            tracing::warn!(server = %ctx.route.as_ref().map_or("?", |r| r.server_name()), "upstream refused the gateway credential");
+            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+            resp.remove_header(&http::header::WWW_AUTHENTICATE);
+        }
+        let filtering = ctx.route.as_ref().is_some_and(|r| r.list_ids.is_active());
+        if !filtering {
+            return Ok(());
+        }
+        let content_type = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes().to_ascii_lowercase())
+            .unwrap_or_default();
+        if resp.headers.contains_key(http::header::CONTENT_ENCODING) {
+            session.upstream_compression.adjust_decompression(true);
+        }
+        if content_type.starts_with(b"application/json") {
+            ctx.response = ResponseMode::Json(Vec::new());
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        } else if content_type.starts_with(b"text/event-stream") {
+            ctx.response = ResponseMode::Sse(SseRewriter::default());
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        Ok(())
+    }
+
+    /// Filter `tools/list` results; end the response if the caller lost access.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        let Some(route) = ctx.route.as_mut() else {
+            return Ok(None);
+        };
+        route.refresh(&self.snapshots).map_err(|r| {
+            Error::explain(ErrorType::HTTPStatus(403), format!("access ended mid-response: {r}"))
+        })?;
+        let allowed = |tool: &str| route.can_call(tool);
+        match &mut ctx.response {
+            ResponseMode::PassThrough => {}
+            ResponseMode::Json(buf) => {
+                if let Some(chunk) = body.take() {
+                    buf.extend_from_slice(&chunk);
+                }
+                if buf.len() > MAX_FILTERED_JSON {
+                    return Error::e_explain(ErrorType::InternalError, "tools/list response too large to filter");
+                }
+                if end_of_stream {
+                    let whole = std::mem::take(buf);
+                    let out = filter::filter_message(&whole, &route.list_ids, &allowed).unwrap_or(whole);
+                    *body = Some(Bytes::from(out));
+                }
+            }
+            ResponseMode::Sse(rewriter) => {
+                let chunk = body.take().unwrap_or_default();
+                let ids: &ListIds = &route.list_ids;
+                let mut out = rewriter
+                    .push(&chunk, &mut |data| filter::filter_message(data, ids, &allowed))
+                    .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
+                if end_of_stream {
+                    out.extend(rewriter.finish());
+                }
+                *body = Some(Bytes::from(out));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref();
+        tracing::info!(
+            method = %session.req_header().method,
+            path = session.req_header().uri.path(),
+            status,
+            server = route.map(|r| r.server_name()),
+            principal = route.map(|r| r.principal_name()),
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+}
+
+fn upstream_uri(path_and_query: &str, agent_query: Option<&str>) -> String {
+    match agent_query {
+        None | Some("") => path_and_query.to_string(),
+        Some(q) if path_and_query.contains('?') => format!("{path_and_query}&{q}"),
+        Some(q) => format!("{path_and_query}?{q}"),
+    }
+}
+
+/// Writes a refusal as the whole response.
+pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<()> {
+    let r = refusal.to_response();
+    let mut header = ResponseHeader::build(r.status, Some(4))?;
+    if !r.body.is_empty() {
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    }
+    header.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
+    for (name, value) in r.headers {
+        header.insert_header(name, value)?;
+    }
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(header), r.body.is_empty()).await?;
+    if !r.body.is_empty() {
+        session.write_response_body(Some(Bytes::from(r.body)), true).await?;
+    }
+    Ok(())
+}

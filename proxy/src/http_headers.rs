@@ -1,0 +1,83 @@
+//! Header rules at the gateway's edges: who is calling, from where, and
+//! which headers never cross the gateway.
+
+use catalog::Settings;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::error::Refusal;
+
+/// The SHA-256 digest of the `Authorization: Bearer` token, or why there is none.
+pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
+    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let presented = req.headers.contains_key(http::header::AUTHORIZATION);
+        return Err(Refusal::Unauthorized { presented });
+    };
+    let bytes = value.as_bytes();
+    let token = (bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer "))
+        .then(|| bytes[7..].trim_ascii())
+        .filter(|t| !t.is_empty())
+        .ok_or(Refusal::Unauthorized { presented: true })?;
+    let token = std::str::from_utf8(token).map_err(|_| Refusal::Unauthorized { presented: true })?;
+    Ok(catalog::token_digest(token))
+}
+
+/// Browser requests carry `Origin`; only listed origins may call the gateway
+/// (DNS-rebinding protection). Non-browser agents send no `Origin`.
+pub fn check_origin(req: &RequestHeader, settings: &Settings) -> Result<(), Refusal> {
+    let Some(origin) = req.headers.get(http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    if settings.allowed_origins.iter().any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(Refusal::OriginNotAllowed(origin.to_string()))
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones listed in `Connection`.
+fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for v in headers.get_all(http::header::CONNECTION) {
+        if let Ok(v) = v.to_str() {
+            names.extend(v.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()));
+        }
+    }
+    names
+}
+
+/// Headers that carry the agent's own credentials: never sent upstream.
+const CALLER_CREDENTIALS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Removes hop-by-hop headers and the caller's credentials from a request
+/// about to go upstream.
+pub fn strip_request(req: &mut RequestHeader) {
+    for name in hop_by_hop(&req.headers) {
+        req.remove_header(name.as_str());
+    }
+    for name in CALLER_CREDENTIALS {
+        req.remove_header(*name);
+    }
+    req.remove_header("expect");
+}
+
+/// Removes hop-by-hop headers from an upstream response.
+pub fn strip_response(resp: &mut ResponseHeader) {
+    for name in hop_by_hop(&resp.headers) {
+        if name != "transfer-encoding" {
+            resp.remove_header(name.as_str());
+        }
+    }
+}

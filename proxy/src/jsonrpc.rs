@@ -1,0 +1,353 @@
+//! Parse a JSON-RPC request body once, exactly as a server will read it.
+//!
+//! The gateway must never check one tool name while the server runs another.
+//! So the parser keeps every key of the envelope (duplicates included), decodes
+//! escapes, and refuses anything a server could read differently:
+//! - a significant key (`jsonrpc`, `id`, `method`, `params`, and `name` /
+//!   `arguments` / `uri` inside `params`) given twice;
+//! - a key that only case-folds to a significant key (`Method`, `NAME`,
+//!   `paramſ`): some decoders (Go's `encoding/json`) match keys that way;
+//! - invalid UTF-8, lone surrogates, trailing data (serde_json refuses them).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A parsed request body: one message or a batch.
+#[derive(Debug)]
+pub enum Body {
+    /// A single JSON-RPC message.
+    Single(Message),
+    /// A JSON-RPC batch (2025-03-26); every element is checked.
+    Batch(Vec<Message>),
+}
+
+impl Body {
+    /// All messages, whether single or batched.
+    pub fn messages(&self) -> &[Message] {
+        match self {
+            Body::Single(m) => std::slice::from_ref(m),
+            Body::Batch(v) => v,
+        }
+    }
+}
+
+/// One JSON-RPC message as the gateway understands it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The request id; `None` for notifications and responses without one.
+    pub id: Option<Value>,
+    /// What the message is.
+    pub kind: Kind,
+}
+
+/// The kind of a client-to-server message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// A request or notification with its method and, where the method names
+    /// one, the target (`tools/call` and `prompts/get`: `params.name`;
+    /// `resources/read`: `params.uri`).
+    Call {
+        /// The method, escapes decoded.
+        method: String,
+        /// The named target, escapes decoded.
+        target: Option<String>,
+    },
+    /// A response to a server-to-client request (sampling, elicitation, ...).
+    Response,
+}
+
+impl Message {
+    /// The method of a request or notification.
+    pub fn method(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Call { method, .. } => Some(method),
+            Kind::Response => None,
+        }
+    }
+
+    /// The tool name of a `tools/call`.
+    pub fn tool(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Call { method, target } if method == "tools/call" => target.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParseError {
+    /// Not JSON at all (-32700).
+    NotJson(String),
+    /// JSON, but not a valid request (-32600); carries the id when one was readable.
+    Invalid {
+        /// The request id, when readable.
+        id: Option<Value>,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ParseError {
+    fn invalid(id: Option<Value>, reason: impl Into<String>) -> Self {
+        ParseError::Invalid {
+            id,
+            reason: reason.into(),
+        }
+    }
+}
+
+const ENVELOPE_KEYS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAM_KEYS: &[&str] = &["name", "arguments", "uri", "_meta"];
+
+/// Parses a request body (already decompressed).
+pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .copied();
+    match first {
+        Some(b'[') => {
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(body).map_err(|e| classify(&e, "a batch"))?;
+            if items.is_empty() {
+                return Err(ParseError::invalid(None, "empty batch"));
+            }
+            items
+                .iter()
+                .map(|raw| parse_message(raw.get()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Body::Batch)
+        }
+        Some(b'{') => {
+            // Validate the whole text first so syntax errors are -32700.
+            let raw: &RawValue = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
+            parse_message(raw.get()).map(Body::Single)
+        }
+        Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
+            Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
+            Err(e) => Err(ParseError::NotJson(e.to_string())),
+        },
+        None => Err(ParseError::NotJson("empty body".into())),
+    }
+}
+
+fn classify(e: &serde_json::Error, what: &str) -> ParseError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ParseError::NotJson(e.to_string()),
+        Category::Data if what.is_empty() => ParseError::NotJson(e.to_string()),
+        Category::Data => ParseError::invalid(None, format!("{what}: {e}")),
+    }
+}
+
+/// One JSON object's members in document order, duplicates kept.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    out.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Entries(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom("expected a JSON object"))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Case folding as lenient decoders apply it: ASCII, plus the two non-ASCII
+/// letters that fold onto ASCII (U+017F long s, U+212A Kelvin sign).
+fn fold_eq(key: &str, target: &str) -> bool {
+    let mut k = key.chars().map(|c| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    });
+    let mut t = target.chars();
+    loop {
+        match (k.next(), t.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Finds each significant key exactly once; refuses duplicates and look-alikes.
+fn significant<'a>(
+    entries: &'a Entries<'a>,
+    keys: &[&'static str],
+    id: &Option<Value>,
+) -> Result<Vec<Option<&'a RawValue>>, ParseError> {
+    let mut found: Vec<Option<&RawValue>> = vec![None; keys.len()];
+    for (key, value) in &entries.0 {
+        for (i, want) in keys.iter().enumerate() {
+            if fold_eq(key, want) {
+                if key != want {
+                    return Err(ParseError::invalid(
+                        id.clone(),
+                        format!("ambiguous member {key:?}: use exactly {want:?}"),
+                    ));
+                }
+                if found[i].replace(value).is_some() {
+                    return Err(ParseError::invalid(
+                        id.clone(),
+                        format!("duplicate member {want:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn parse_message(text: &str) -> Result<Message, ParseError> {
+    let entries: Entries = serde_json::from_str(text)
+        .map_err(|_| ParseError::invalid(None, "each message must be a JSON object"))?;
+    // Read the id first (leniently) so that later errors can carry it.
+    let id = entries
+        .0
+        .iter()
+        .find(|(k, _)| k == "id")
+        .and_then(|(_, v)| serde_json::from_str::<Value>(v.get()).ok())
+        .filter(|v| v.is_string() || v.is_number());
+    let [jsonrpc, id_raw, method, params, result, error] =
+        <[_; 6]>::try_from(significant(&entries, ENVELOPE_KEYS, &id)?).expect("six keys");
+
+    if jsonrpc.map(|v| v.get()) != Some("\"2.0\"") {
+        return Err(ParseError::invalid(id, "\"jsonrpc\" must be \"2.0\""));
+    }
+    if let Some(raw) = id_raw {
+        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        if !(v.is_string() || v.is_number() || v.is_null()) {
+            return Err(ParseError::invalid(None, "\"id\" must be a string or a number"));
+        }
+    }
+    let Some(method) = method else {
+        if result.is_some() || error.is_some() {
+            return Ok(Message {
+                id,
+                kind: Kind::Response,
+            });
+        }
+        return Err(ParseError::invalid(id, "missing \"method\""));
+    };
+    let method: String = serde_json::from_str(method.get())
+        .map_err(|_| ParseError::invalid(id.clone(), "\"method\" must be a string"))?;
+    if result.is_some() || error.is_some() {
+        return Err(ParseError::invalid(
+            id,
+            "a message cannot be both a request and a response",
+        ));
+    }
+    let target = match (method.as_str(), params) {
+        ("tools/call" | "prompts/get" | "resources/read", None) => {
+            return Err(ParseError::invalid(id, format!("{method} needs \"params\"")));
+        }
+        ("tools/call" | "prompts/get" | "resources/read", Some(p)) => {
+            let key = if method == "resources/read" { "uri" } else { "name" };
+            Some(param_target(p, key, &id)?)
+        }
+        _ => None,
+    };
+    Ok(Message {
+        id,
+        kind: Kind::Call { method, target },
+    })
+}
+
+fn param_target(params: &RawValue, key: &str, id: &Option<Value>) -> Result<String, ParseError> {
+    let entries: Entries = serde_json::from_str(params.get())
+        .map_err(|_| ParseError::invalid(id.clone(), "\"params\" must be an object"))?;
+    let found = significant(&entries, PARAM_KEYS, id)?;
+    let slot = PARAM_KEYS.iter().position(|k| *k == key).expect("known key");
+    let raw = found[slot]
+        .ok_or_else(|| ParseError::invalid(id.clone(), format!("missing \"params.{key}\"")))?;
+    serde_json::from_str::<String>(raw.get())
+        .map_err(|_| ParseError::invalid(id.clone(), format!("\"params.{key}\" must be a string")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn single(text: &str) -> Message {
+        match parse(text.as_bytes()).unwrap() {
+            Body::Single(m) => m,
+            b => panic!("not single: {b:?}"),
+        }
+    }
+
+    fn invalid(text: &str) -> (Option<Value>, String) {
+        match parse(text.as_bytes()) {
+            Err(ParseError::Invalid { id, reason }) => (id, reason),
+            other => panic!("{text}: expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_tool_name_with_escapes_decoded() {
+        let m = single(r#"{"jsonrpc":"2.0","id":7,"method":"tools\/call","params":{"name":"delete\u005fissue","arguments":{"name":"x"}}}"#);
+        assert_eq!(m.id, Some(json!(7)));
+        assert_eq!(m.tool(), Some("delete_issue"));
+    }
+
+    #[test]
+    fn refuses_duplicate_and_lookalike_keys() {
+        let cases = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","NAME":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"x","params":{"name":"a"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"paramſ":{"name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#,
+        ];
+        for c in cases {
+            let (id, reason) = invalid(c);
+            assert_eq!(id, Some(json!(1)), "{c}: {reason}");
+        }
+    }
+
+    #[test]
+    fn distinguishes_not_json_from_invalid_requests() {
+        assert!(matches!(parse(b"{\"jsonrpc\":"), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(b"{} trailing"), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(b"\xff"), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(b""), Err(ParseError::NotJson(_))));
+        assert_eq!(invalid("42").1, "a request must be a JSON object");
+        assert_eq!(invalid("[]").1, "empty batch");
+        assert_eq!(invalid(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call"}"#).0, Some(json!("a")));
+        assert_eq!(invalid(r#"{"jsonrpc":"1.0","id":3,"method":"ping"}"#).0, Some(json!(3)));
+        assert!(invalid(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":5}}"#).1.contains("must be a string"));
+    }
+
+    #[test]
+    fn reads_batches_notifications_and_responses() {
+        let b = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":"s1","result":{}}]"#).unwrap();
+        let m = b.messages();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].method(), Some("tools/list"));
+        assert_eq!(m[1].id, None);
+        assert_eq!(m[2].kind, Kind::Response);
+        assert_eq!(single(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#).kind,
+            Kind::Call { method: "resources/read".into(), target: Some("file:///a".into()) });
+    }
+}

@@ -1,0 +1,136 @@
+//! The operator's `config/` directory: read, compile, and watch for edits.
+//!
+//! A valid edit becomes the new snapshot within one poll interval; an invalid
+//! one is refused with the file and field in the log, and the last good
+//! snapshot keeps serving.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use catalog::Snapshot;
+
+/// A directory of `*.yaml` / `*.yml` catalog files.
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    path: PathBuf,
+}
+
+/// Why a config directory did not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The directory or a file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The catalog is invalid (every error names its file and field).
+    #[error("{0}")]
+    Invalid(#[from] catalog::ConfigErrors),
+}
+
+impl ConfigDir {
+    /// A config directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ConfigDir { path: path.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads every YAML file, sorted by name: `(file name, contents)`.
+    pub fn read_files(&self) -> Result<Vec<(String, String)>, LoadError> {
+        let io = |path: &Path, source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&self.path).map_err(|e| io(&self.path, e))? {
+            let path = entry.map_err(|e| io(&self.path, e))?.path();
+            let is_yaml = path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml");
+            if is_yaml && path.is_file() {
+                let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into();
+                files.push((name, text));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Loads, validates and compiles the directory as snapshot `version`.
+    pub fn compile(&self, version: u64) -> Result<Snapshot, LoadError> {
+        self.compile_files(&self.read_files()?, version)
+    }
+
+    fn compile_files(&self, files: &[(String, String)], version: u64) -> Result<Snapshot, LoadError> {
+        let catalog = catalog::load(files)?;
+        let resolve = |reference: &str| resolve_secret(&self.path, reference);
+        Ok(catalog::compile(&catalog, version, &resolve)?)
+    }
+
+    /// Polls the directory every `interval`; swaps in each valid edit.
+    pub async fn watch(self, store: Arc<ArcSwap<Snapshot>>, interval: Duration) {
+        let mut last = self.read_files().map(|f| fingerprint(&f)).ok();
+        loop {
+            tokio::time::sleep(interval).await;
+            let files = match self.read_files() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "config directory unreadable; keeping the last good snapshot");
+                    continue;
+                }
+            };
+            let print = fingerprint(&files);
+            if last == Some(print) {
+                continue;
+            }
+            last = Some(print);
+            let version = store.load().version + 1;
+            match self.compile_files(&files, version) {
+                Ok(snapshot) => {
+                    store.store(Arc::new(snapshot));
+                    tracing::info!(version, "config reloaded");
+                }
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        tracing::error!("config edit refused, keeping the last good snapshot: {line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fingerprint(files: &[(String, String)]) -> u64 {
+    let mut h = DefaultHasher::new();
+    files.hash(&mut h);
+    h.finish()
+}
+
+/// Resolves `env:NAME` from the environment and `file:PATH` from a file
+/// (relative paths from the config directory). Errors never include the value.
+pub fn resolve_secret(dir: &Path, reference: &str) -> Result<String, String> {
+    match reference.split_once(':') {
+        Some(("env", name)) => {
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+        }
+        Some(("file", path)) => {
+            let path = dir.join(path);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+        _ => Err("not a secret reference".to_string()),
+    }
+}
