@@ -132,7 +132,10 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
 }
 
 /// Admits or refuses a request. Reads and checks the whole body of a POST.
-pub async fn admit(session: &mut Session, store: &ArcSwap<Snapshot>) -> Result<Admitted, AdmitError> {
+pub async fn admit(
+    session: &mut Session,
+    store: &ArcSwap<Snapshot>,
+) -> Result<Admitted, AdmitError> {
     let snapshot = store.load_full();
     let req = session.req_header();
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
@@ -152,13 +155,26 @@ pub async fn admit(session: &mut Session, store: &ArcSwap<Snapshot>) -> Result<A
             let parsed = jsonrpc::parse(&body).map_err(Refusal::Parse)?;
             let headers = session.req_header();
             let mcp = McpHeaders {
-                method: headers.headers.get_all("mcp-method").iter().map(|v| v.as_bytes()).collect(),
-                name: headers.headers.get_all("mcp-name").iter().map(|v| v.as_bytes()).collect(),
+                method: headers
+                    .headers
+                    .get_all("mcp-method")
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect(),
+                name: headers
+                    .headers
+                    .get_all("mcp-name")
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect(),
             };
             check_headers(&parsed, &mcp)?;
             route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
             route.body_len = Some(body.len());
-            Ok(Admitted { route, body: Some(body) })
+            Ok(Admitted {
+                route,
+                body: Some(body),
+            })
         }
         _ => Err(Refusal::MethodNotAllowed.into()),
     }
@@ -172,7 +188,14 @@ mod tests {
     fn paths() {
         assert_eq!(server_from_path("/mcp/github"), Some("github"));
         assert_eq!(server_from_path("/mcp/github/"), Some("github"));
-        for bad in ["/mcp/", "/mcp", "/mcp/a/b", "/mcp/..", "/other/github", "/mcp/a%2fb"] {
+        for bad in [
+            "/mcp/",
+            "/mcp",
+            "/mcp/a/b",
+            "/mcp/..",
+            "/other/github",
+            "/mcp/a%2fb",
+        ] {
             assert_eq!(server_from_path(bad), None, "{bad}");
         }
     }

@@ -80,26 +80,36 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match cli.command {
-        Command::Proxy { config, listen, threads, demo } => {
-            runtime(threads)?.block_on(run_proxy(config, listen, demo))
-        }
+        Command::Proxy {
+            config,
+            listen,
+            threads,
+            demo,
+        } => runtime(threads)?.block_on(run_proxy(config, listen, demo)),
         Command::DemoServer { listen, token_file } => runtime(Some(1))?.block_on(async move {
             let token = token_file
-                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
                 .transpose()?
                 .map(|t| t.trim().to_string());
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(%listen, "demo MCP server at /mcp");
-            let options = DemoOptions { token, json_response: true, sessions: true };
+            let options = DemoOptions {
+                token,
+                json_response: true,
+                sessions: true,
+            };
             demo::serve(listener, options, CancellationToken::new()).await;
             Ok(())
         }),
-        Command::Config { command: ConfigCommand::Check { dir } } => {
+        Command::Config {
+            command: ConfigCommand::Check { dir },
+        } => {
             let snapshot = ConfigDir::new(&dir).compile(1)?;
             println!(
                 "{}: valid ({} routable servers, {} policy classes)",
@@ -109,7 +119,9 @@ pub fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Token { command: TokenCommand::New } => {
+        Command::Token {
+            command: TokenCommand::New,
+        } => {
             let mut bytes = [0u8; 32];
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
@@ -124,7 +136,8 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -133,19 +146,30 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run_proxy(config: PathBuf, listen: SocketAddr, demo: bool) -> anyhow::Result<()> {
     let dir = ConfigDir::new(&config);
-    let snapshot = dir.compile(1).with_context(|| format!("config {} is invalid", config.display()))?;
+    let (snapshot, since) = dir
+        .compile_initial()
+        .with_context(|| format!("config {} is invalid", config.display()))?;
     let store = Arc::new(ArcSwap::from_pointee(snapshot));
-    tokio::spawn(dir.clone().watch(store.clone(), Duration::from_millis(250)));
+    tokio::spawn(
+        dir.clone()
+            .watch(store.clone(), Duration::from_millis(250), since),
+    );
     if demo {
         let token = resolve_secret(&config, "file:secrets/demo-upstream-token").ok();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:9300")
             .await
             .context("demo server: binding 127.0.0.1:9300")?;
-        let options = DemoOptions { token, json_response: false, sessions: true };
+        let options = DemoOptions {
+            token,
+            json_response: false,
+            sessions: true,
+        };
         tokio::spawn(demo::serve(listener, options, CancellationToken::new()));
         tracing::info!("demo MCP server on 127.0.0.1:9300/mcp");
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let handle = crate::server::start(listener, store)?;
     tracing::info!(addr = %handle.addr, "toolgate gateway: agents connect to http://{}/mcp/<server>", handle.addr);
     wait_for_stop_signal().await?;

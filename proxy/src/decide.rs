@@ -18,9 +18,10 @@ pub fn decide(
     server: ServerId,
 ) -> Result<ListIds, Refusal> {
     let messages = body.messages();
-    let denied = messages
-        .iter()
-        .any(|m| m.tool().is_some_and(|t| !snapshot.can_call(class, server, t)));
+    let denied = messages.iter().any(|m| {
+        m.tool()
+            .is_some_and(|t| !snapshot.can_call(class, server, t))
+    });
     if denied {
         let calls = messages
             .iter()
@@ -64,10 +65,16 @@ pub fn check_headers(body: &Body, headers: &McpHeaders) -> Result<(), Refusal> {
     }
     let mismatch = |id, detail: String| Refusal::HeaderMismatch { id, detail };
     let Body::Single(msg) = body else {
-        return Err(mismatch(None, "Mcp-Method / Mcp-Name cannot describe a batch".into()));
+        return Err(mismatch(
+            None,
+            "Mcp-Method / Mcp-Name cannot describe a batch".into(),
+        ));
     };
     if headers.method.len() > 1 || headers.name.len() > 1 {
-        return Err(mismatch(msg.id.clone(), "Mcp-Method / Mcp-Name given more than once".into()));
+        return Err(mismatch(
+            msg.id.clone(),
+            "Mcp-Method / Mcp-Name given more than once".into(),
+        ));
     }
     let (method, target) = match &msg.kind {
         Kind::Call { method, target } => (Some(method.as_str()), target.as_deref()),
@@ -121,22 +128,47 @@ mod tests {
 
     #[test]
     fn headers_must_agree_with_the_body() {
-        let b = body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#);
-        let ok = McpHeaders { method: vec![b"tools/call"], name: vec![b"search"] };
+        let b =
+            body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#);
+        let ok = McpHeaders {
+            method: vec![b"tools/call"],
+            name: vec![b"search"],
+        };
         assert!(check_headers(&b, &ok).is_ok());
-        let encoded = McpHeaders { method: vec![b"tools/call"], name: vec![b"=?base64?c2VhcmNo?="] };
+        let encoded = McpHeaders {
+            method: vec![b"tools/call"],
+            name: vec![b"=?base64?c2VhcmNo?="],
+        };
         assert!(check_headers(&b, &encoded).is_ok());
         for bad in [
-            McpHeaders { method: vec![b"tools/list"], name: vec![] },
-            McpHeaders { method: vec![b"tools/call"], name: vec![b"delete"] },
-            McpHeaders { method: vec![b"tools/call"], name: vec![b"search", b"search"] },
-            McpHeaders { method: vec![], name: vec![b"=?base64?!!?="] },
+            McpHeaders {
+                method: vec![b"tools/list"],
+                name: vec![],
+            },
+            McpHeaders {
+                method: vec![b"tools/call"],
+                name: vec![b"delete"],
+            },
+            McpHeaders {
+                method: vec![b"tools/call"],
+                name: vec![b"search", b"search"],
+            },
+            McpHeaders {
+                method: vec![],
+                name: vec![b"=?base64?!!?="],
+            },
         ] {
             let err = check_headers(&b, &bad).unwrap_err();
-            assert!(matches!(err, Refusal::HeaderMismatch { id: Some(_), .. }), "{bad:?}");
+            assert!(
+                matches!(err, Refusal::HeaderMismatch { id: Some(_), .. }),
+                "{bad:?}"
+            );
         }
         let list = body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
-        let stray_name = McpHeaders { method: vec![b"tools/list"], name: vec![b"x"] };
+        let stray_name = McpHeaders {
+            method: vec![b"tools/list"],
+            name: vec![b"x"],
+        };
         assert!(check_headers(&list, &stray_name).is_err());
     }
 }

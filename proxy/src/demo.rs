@@ -67,7 +67,10 @@ impl DemoServer {
 
 #[tool_router]
 impl DemoServer {
-    #[tool(description = "Search issues by title", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Search issues by title",
+        annotations(read_only_hint = true)
+    )]
     fn search_issues(&self, Parameters(a): Parameters<SearchArgs>) -> String {
         let issues = self.issues.lock().expect("demo lock");
         let hits: Vec<String> = issues
@@ -76,14 +79,24 @@ impl DemoServer {
             .filter(|(_, t)| t.contains(&a.query))
             .map(|(i, t)| format!("#{i} {t}"))
             .collect();
-        format!("{} issue(s) match {:?}: {}", hits.len(), a.query, hits.join("; "))
+        format!(
+            "{} issue(s) match {:?}: {}",
+            hits.len(),
+            a.query,
+            hits.join("; ")
+        )
     }
 
     #[tool(description = "Create an issue")]
     fn create_issue(&self, Parameters(a): Parameters<CreateArgs>) -> String {
         let mut issues = self.issues.lock().expect("demo lock");
         issues.push(a.title.clone());
-        format!("created #{} {:?} (body: {} bytes)", issues.len() - 1, a.title, a.body.len())
+        format!(
+            "created #{} {:?} (body: {} bytes)",
+            issues.len() - 1,
+            a.title,
+            a.body.len()
+        )
     }
 
     #[tool(description = "Delete an issue", annotations(destructive_hint = true))]
@@ -137,14 +150,18 @@ pub fn router(options: DemoOptions, cancel: CancellationToken) -> axum::Router {
         .with_legacy_session_mode(options.sessions)
         .with_sse_keep_alive(None)
         .with_cancellation_token(cancel);
-    let service: StreamableHttpService<DemoServer, LocalSessionManager> = StreamableHttpService::new(
-        move || Ok(DemoServer::new(issues.clone())),
-        Default::default(),
-        config,
-    );
+    let service: StreamableHttpService<DemoServer, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(DemoServer::new(issues.clone())),
+            Default::default(),
+            config,
+        );
     axum::Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(options.token), require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(options.token),
+            require_token,
+        ))
 }
 
 async fn require_token(
@@ -156,14 +173,22 @@ async fn require_token(
         let want = format!("Bearer {token}");
         let got = req.headers().get(http::header::AUTHORIZATION);
         if got.map(|v| v.as_bytes()) != Some(want.as_bytes()) {
-            return (http::StatusCode::UNAUTHORIZED, "demo server: wrong or missing token").into_response();
+            return (
+                http::StatusCode::UNAUTHORIZED,
+                "demo server: wrong or missing token",
+            )
+                .into_response();
         }
     }
     next.run(req).await
 }
 
 /// Serves the demo server on `listener` until `cancel` fires.
-pub async fn serve(listener: tokio::net::TcpListener, options: DemoOptions, cancel: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: DemoOptions,
+    cancel: CancellationToken,
+) {
     let app = router(options, cancel.clone());
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled_owned().await })

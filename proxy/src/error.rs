@@ -115,7 +115,11 @@ impl Refusal {
             ),
             Refusal::Parse(ParseError::Invalid { id, reason }) => (
                 400,
-                rpc_error(id.as_ref(), INVALID_REQUEST, &format!("invalid request: {reason}")),
+                rpc_error(
+                    id.as_ref(),
+                    INVALID_REQUEST,
+                    &format!("invalid request: {reason}"),
+                ),
             ),
             Refusal::HeaderMismatch { id, .. } => {
                 (400, rpc_error(id.as_ref(), HEADER_MISMATCH, &message))
@@ -182,6 +186,9 @@ mod tests {
     fn unauthorized_has_a_bearer_challenge() {
         let r = Refusal::Unauthorized { presented: true }.to_response();
         assert_eq!(r.status, 401);
-        assert!(r.headers.iter().any(|(n, v)| *n == "www-authenticate" && v.starts_with("Bearer")));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "www-authenticate" && v.starts_with("Bearer")));
     }
 }

@@ -75,6 +75,13 @@ impl ProxyHttp for Gateway {
         }
         match admit::admit(session, &self.snapshots).await {
             Ok(Admitted { route, body }) => {
+                if route.list_ids.is_active() {
+                    // Responses we must rewrite are read decoded, whatever the upstream sends.
+                    session
+                        .req_header_mut()
+                        .insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+                    session.upstream_compression.adjust_decompression(true);
+                }
                 let large = body.is_some() && session.as_downstream().retry_buffer_truncated();
                 ctx.route = Some(route);
                 if large {
@@ -112,8 +119,15 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let up = route.upstream();
         let addr = match up.addr {
             Some(addr) => addr,
@@ -124,7 +138,10 @@ impl ProxyHttp for Gateway {
                     .ok()
                     .and_then(|mut a| a.next())
                     .ok_or_else(|| {
-                        Error::explain(ErrorType::ConnectNoRoute, format!("cannot resolve {}", up.endpoint.host))
+                        Error::explain(
+                            ErrorType::ConnectNoRoute,
+                            format!("cannot resolve {}", up.endpoint.host),
+                        )
                     })?
             }
         };
@@ -141,10 +158,19 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let route = ctx.route.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let up = route.upstream();
-        let uri = upstream_uri(&up.endpoint.path_and_query, session.req_header().uri.query());
-        req.set_uri(uri.parse().map_err(|_| Error::new(ErrorType::InternalError))?);
+        let uri = upstream_uri(
+            &up.endpoint.path_and_query,
+            session.req_header().uri.query(),
+        );
+        req.set_uri(
+            uri.parse()
+                .map_err(|_| Error::new(ErrorType::InternalError))?,
+        );
         strip_request(req);
         req.insert_header(http::header::HOST, up.host_header.clone())?;
         if let Some((name, value)) = &up.credential {
@@ -154,17 +180,13 @@ impl ProxyHttp for Gateway {
             req.remove_header(&http::header::CONTENT_ENCODING);
             req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
         }
-        if route.list_ids.is_active() {
-            // Responses we must rewrite are easiest to read uncompressed.
-            req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-        }
         Ok(())
     }
 
     /// Choose how the response body is rewritten, and fix the headers for it.
     async fn response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -184,9 +206,6 @@ impl ProxyHttp for Gateway {
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.as_bytes().to_ascii_lowercase())
             .unwrap_or_default();
-        if resp.headers.contains_key(http::header::CONTENT_ENCODING) {
-            session.upstream_compression.adjust_decompression(true);
-        }
         if content_type.starts_with(b"application/json") {
             ctx.response = ResponseMode::Json(Vec::new());
             resp.remove_header(&http::header::CONTENT_LENGTH);
@@ -209,7 +228,10 @@ impl ProxyHttp for Gateway {
             return Ok(None);
         };
         route.refresh(&self.snapshots).map_err(|r| {
-            Error::explain(ErrorType::HTTPStatus(403), format!("access ended mid-response: {r}"))
+            Error::explain(
+                ErrorType::HTTPStatus(403),
+                format!("access ended mid-response: {r}"),
+            )
         })?;
         let allowed = |tool: &str| route.can_call(tool);
         match &mut ctx.response {
@@ -219,11 +241,15 @@ impl ProxyHttp for Gateway {
                     buf.extend_from_slice(&chunk);
                 }
                 if buf.len() > MAX_FILTERED_JSON {
-                    return Error::e_explain(ErrorType::InternalError, "tools/list response too large to filter");
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "tools/list response too large to filter",
+                    );
                 }
                 if end_of_stream {
                     let whole = std::mem::take(buf);
-                    let out = filter::filter_message(&whole, &route.list_ids, &allowed).unwrap_or(whole);
+                    let out =
+                        filter::filter_message(&whole, &route.list_ids, &allowed).unwrap_or(whole);
                     *body = Some(Bytes::from(out));
                 }
             }
@@ -231,7 +257,9 @@ impl ProxyHttp for Gateway {
                 let chunk = body.take().unwrap_or_default();
                 let ids: &ListIds = &route.list_ids;
                 let mut out = rewriter
-                    .push(&chunk, &mut |data| filter::filter_message(data, ids, &allowed))
+                    .push(&chunk, &mut |data| {
+                        filter::filter_message(data, ids, &allowed)
+                    })
                     .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
                 if end_of_stream {
                     out.extend(rewriter.finish());
@@ -277,9 +305,13 @@ pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<
         header.insert_header(name, value)?;
     }
     session.set_keepalive(None);
-    session.write_response_header(Box::new(header), r.body.is_empty()).await?;
+    session
+        .write_response_header(Box::new(header), r.body.is_empty())
+        .await?;
     if !r.body.is_empty() {
-        session.write_response_body(Some(Bytes::from(r.body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(r.body)), true)
+            .await?;
     }
     Ok(())
 }

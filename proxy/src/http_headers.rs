@@ -18,7 +18,8 @@ pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
         .then(|| bytes[7..].trim_ascii())
         .filter(|t| !t.is_empty())
         .ok_or(Refusal::Unauthorized { presented: true })?;
-    let token = std::str::from_utf8(token).map_err(|_| Refusal::Unauthorized { presented: true })?;
+    let token =
+        std::str::from_utf8(token).map_err(|_| Refusal::Unauthorized { presented: true })?;
     Ok(catalog::token_digest(token))
 }
 
@@ -52,7 +53,11 @@ fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
     .collect();
     for v in headers.get_all(http::header::CONNECTION) {
         if let Ok(v) = v.to_str() {
-            names.extend(v.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()));
+            names.extend(
+                v.split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| !t.is_empty()),
+            );
         }
     }
     names

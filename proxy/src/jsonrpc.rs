@@ -236,7 +236,10 @@ fn parse_message(text: &str) -> Result<Message, ParseError> {
     if let Some(raw) = id_raw {
         let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         if !(v.is_string() || v.is_number() || v.is_null()) {
-            return Err(ParseError::invalid(None, "\"id\" must be a string or a number"));
+            return Err(ParseError::invalid(
+                None,
+                "\"id\" must be a string or a number",
+            ));
         }
     }
     let Some(method) = method else {
@@ -258,10 +261,17 @@ fn parse_message(text: &str) -> Result<Message, ParseError> {
     }
     let target = match (method.as_str(), params) {
         ("tools/call" | "prompts/get" | "resources/read", None) => {
-            return Err(ParseError::invalid(id, format!("{method} needs \"params\"")));
+            return Err(ParseError::invalid(
+                id,
+                format!("{method} needs \"params\""),
+            ));
         }
         ("tools/call" | "prompts/get" | "resources/read", Some(p)) => {
-            let key = if method == "resources/read" { "uri" } else { "name" };
+            let key = if method == "resources/read" {
+                "uri"
+            } else {
+                "name"
+            };
             Some(param_target(p, key, &id)?)
         }
         _ => None,
@@ -276,7 +286,10 @@ fn param_target(params: &RawValue, key: &str, id: &Option<Value>) -> Result<Stri
     let entries: Entries = serde_json::from_str(params.get())
         .map_err(|_| ParseError::invalid(id.clone(), "\"params\" must be an object"))?;
     let found = significant(&entries, PARAM_KEYS, id)?;
-    let slot = PARAM_KEYS.iter().position(|k| *k == key).expect("known key");
+    let slot = PARAM_KEYS
+        .iter()
+        .position(|k| *k == key)
+        .expect("known key");
     let raw = found[slot]
         .ok_or_else(|| ParseError::invalid(id.clone(), format!("missing \"params.{key}\"")))?;
     serde_json::from_str::<String>(raw.get())
@@ -304,7 +317,9 @@ mod tests {
 
     #[test]
     fn reads_tool_name_with_escapes_decoded() {
-        let m = single(r#"{"jsonrpc":"2.0","id":7,"method":"tools\/call","params":{"name":"delete\u005fissue","arguments":{"name":"x"}}}"#);
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools\/call","params":{"name":"delete\u005fissue","arguments":{"name":"x"}}}"#,
+        );
         assert_eq!(m.id, Some(json!(7)));
         assert_eq!(m.tool(), Some("delete_issue"));
     }
@@ -327,16 +342,40 @@ mod tests {
 
     #[test]
     fn distinguishes_not_json_from_invalid_requests() {
-        assert!(matches!(parse(b"{\"jsonrpc\":"), Err(ParseError::NotJson(_))));
+        assert!(matches!(
+            parse(b"{\"jsonrpc\":"),
+            Err(ParseError::NotJson(_))
+        ));
         assert!(matches!(parse(b"{} trailing"), Err(ParseError::NotJson(_))));
         assert!(matches!(parse(b"\xff"), Err(ParseError::NotJson(_))));
-        assert!(matches!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#), Err(ParseError::NotJson(_))));
+        // A lone surrogate cannot be a method or tool name: refused, with the id.
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#).0,
+            Some(json!(1))
+        );
+        assert_eq!(
+            invalid(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\udc00"}}"#
+            )
+            .0,
+            Some(json!(1))
+        );
         assert!(matches!(parse(b""), Err(ParseError::NotJson(_))));
         assert_eq!(invalid("42").1, "a request must be a JSON object");
         assert_eq!(invalid("[]").1, "empty batch");
-        assert_eq!(invalid(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call"}"#).0, Some(json!("a")));
-        assert_eq!(invalid(r#"{"jsonrpc":"1.0","id":3,"method":"ping"}"#).0, Some(json!(3)));
-        assert!(invalid(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":5}}"#).1.contains("must be a string"));
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call"}"#).0,
+            Some(json!("a"))
+        );
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"1.0","id":3,"method":"ping"}"#).0,
+            Some(json!(3))
+        );
+        assert!(
+            invalid(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":5}}"#)
+                .1
+                .contains("must be a string")
+        );
     }
 
     #[test]
@@ -347,7 +386,15 @@ mod tests {
         assert_eq!(m[0].method(), Some("tools/list"));
         assert_eq!(m[1].id, None);
         assert_eq!(m[2].kind, Kind::Response);
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#).kind,
-            Kind::Call { method: "resources/read".into(), target: Some("file:///a".into()) });
+        assert_eq!(
+            single(
+                r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#
+            )
+            .kind,
+            Kind::Call {
+                method: "resources/read".into(),
+                target: Some("file:///a".into())
+            }
+        );
     }
 }

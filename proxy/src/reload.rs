@@ -55,12 +55,14 @@ impl ConfigDir {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&self.path).map_err(|e| io(&self.path, e))? {
             let path = entry.map_err(|e| io(&self.path, e))?.path();
-            let is_yaml = path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml");
+            let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
             if is_yaml && path.is_file() {
                 let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-                let name = path.file_name().unwrap_or_default().to_string_lossy().into();
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into();
                 files.push((name, text));
             }
         }
@@ -73,15 +75,32 @@ impl ConfigDir {
         self.compile_files(&self.read_files()?, version)
     }
 
-    fn compile_files(&self, files: &[(String, String)], version: u64) -> Result<Snapshot, LoadError> {
+    /// Compiles the directory as the first snapshot and returns it with the
+    /// files' fingerprint, to hand to [`ConfigDir::watch`].
+    pub fn compile_initial(&self) -> Result<(Snapshot, Fingerprint), LoadError> {
+        let files = self.read_files()?;
+        Ok((self.compile_files(&files, 1)?, fingerprint(&files)))
+    }
+
+    fn compile_files(
+        &self,
+        files: &[(String, String)],
+        version: u64,
+    ) -> Result<Snapshot, LoadError> {
         let catalog = catalog::load(files)?;
         let resolve = |reference: &str| resolve_secret(&self.path, reference);
         Ok(catalog::compile(&catalog, version, &resolve)?)
     }
 
-    /// Polls the directory every `interval`; swaps in each valid edit.
-    pub async fn watch(self, store: Arc<ArcSwap<Snapshot>>, interval: Duration) {
-        let mut last = self.read_files().map(|f| fingerprint(&f)).ok();
+    /// Polls the directory every `interval`; swaps in each valid edit made
+    /// after the files fingerprinted by `since` were read.
+    pub async fn watch(
+        self,
+        store: Arc<ArcSwap<Snapshot>>,
+        interval: Duration,
+        since: Fingerprint,
+    ) {
+        let mut last = Some(since);
         loop {
             tokio::time::sleep(interval).await;
             let files = match self.read_files() {
@@ -104,7 +123,9 @@ impl ConfigDir {
                 }
                 Err(e) => {
                     for line in e.to_string().lines() {
-                        tracing::error!("config edit refused, keeping the last good snapshot: {line}");
+                        tracing::error!(
+                            "config edit refused, keeping the last good snapshot: {line}"
+                        );
                     }
                 }
             }
@@ -112,10 +133,14 @@ impl ConfigDir {
     }
 }
 
-fn fingerprint(files: &[(String, String)]) -> u64 {
+/// Identifies the contents of a config directory at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(u64);
+
+fn fingerprint(files: &[(String, String)]) -> Fingerprint {
     let mut h = DefaultHasher::new();
     files.hash(&mut h);
-    h.finish()
+    Fingerprint(h.finish())
 }
 
 /// Resolves `env:NAME` from the environment and `file:PATH` from a file

@@ -38,7 +38,10 @@ impl ProxyHandle {
 }
 
 /// Starts serving the gateway on `listener` with snapshots from `snapshots`.
-pub fn start(listener: TcpListener, snapshots: Arc<ArcSwap<Snapshot>>) -> std::io::Result<ProxyHandle> {
+pub fn start(
+    listener: TcpListener,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+) -> std::io::Result<ProxyHandle> {
     let addr = listener.local_addr()?;
     let conf = Arc::new(ServerConf::default());
     let mut proxy = HttpProxy::new(Gateway::new(snapshots), conf);
@@ -46,10 +49,18 @@ pub fn start(listener: TcpListener, snapshots: Arc<ArcSwap<Snapshot>>) -> std::i
     let proxy = Arc::new(proxy);
     let (shutdown, watch) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, proxy, watch));
-    Ok(ProxyHandle { addr, shutdown, task })
+    Ok(ProxyHandle {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<HttpProxy<Gateway>>, shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<HttpProxy<Gateway>>,
+    shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,

@@ -145,7 +145,11 @@ mod tests {
         let want: &[u8] = b"id: 1\nevent: message\ndata: XAB\n\n: comment\n\nid: 2\r\ndata: keep\r\n\r\nretry: 5\ndata: XCD\ndata: EF\n\n";
         assert_eq!(run(&[stream]), want);
         for split in 0..stream.len() {
-            assert_eq!(run(&[&stream[..split], &stream[split..]]), want, "split at {split}");
+            assert_eq!(
+                run(&[&stream[..split], &stream[split..]]),
+                want,
+                "split at {split}"
+            );
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run(&bytes), want);

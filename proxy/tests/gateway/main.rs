@@ -1,0 +1,10 @@
+//! End-to-end tests of the gateway: real Pingora on loopback, real rmcp
+//! servers and clients, real config files.
+
+mod bad_input;
+mod bodies;
+mod common;
+mod protocol;
+mod reload;
+mod sdk;
+mod security;

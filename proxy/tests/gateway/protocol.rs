@@ -1,0 +1,235 @@
+//! Streamable HTTP as agents use it: sessions, SSE streams with progress,
+//! GET and DELETE, the stateless 2026-07-28 headers, and awkward upstreams.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn progress_streams_before_the_result() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let sid = open_session(&gw.url("demo"), ALICE).await;
+    let body = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"long_report","arguments":{"steps":3},"_meta":{"progressToken":"p1"}}});
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        body.to_string(),
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    let msgs = r.messages();
+    let progress: Vec<_> = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{}", r.body);
+    assert!(msgs.last().unwrap()["result"]
+        .to_string()
+        .contains("report done after 3 steps"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn get_stream_and_delete_pass_through_with_the_session() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    let sid = open_session(&url, ALICE).await;
+    let client = reqwest::Client::new();
+    let get = client
+        .get(&url)
+        .bearer_auth(ALICE)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert!(get.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // The stream stays open: no end within half a second.
+    let mut stream = get.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_err(), "the SSE stream closed early");
+    drop(stream);
+    let del = client
+        .delete(&url)
+        .bearer_auth(ALICE)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status().is_success(), "{}", del.status());
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(5, "search_issues", json!({"query": "a"})),
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "an ended session is the upstream's 404: {}",
+        r.body
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn stateless_2026_07_28_requests_and_their_headers_pass_through() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}});
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"Login"},"_meta":meta}});
+    let h = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "search_issues"),
+        ("mcp-param-query", "Login"),
+    ];
+    let r = post(&gw.url("demo"), Some(ALICE), body.to_string(), &h).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("1 issue(s) match"), "{}", r.body);
+    let seen = upstream.requests();
+    let last = &seen.last().unwrap().headers;
+    assert_eq!(last["mcp-method"], "tools/call");
+    assert_eq!(last["mcp-name"], "search_issues");
+    assert_eq!(last["mcp-param-query"], "Login");
+    let discover =
+        json!({"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":meta}});
+    let r = post(
+        &gw.url("demo"),
+        Some(BOB),
+        discover.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "server/discover"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.stop().await;
+}
+
+/// An upstream that answers every POST with `reply`, written in small pieces.
+async fn raw_upstream(reply: fn() -> Response) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app =
+        axum::Router::new().route("/mcp", axum::routing::post(move || async move { reply() }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search_issues","inputSchema":{"type":"object"}},{"name":"delete_issue","inputSchema":{"type":"object"}}],"nextCursor":"page-2"}}"#;
+
+fn sse_in_tiny_chunks() -> Response {
+    let text = format!("id: 1\nevent: message\ndata: {LIST}\n\n: keep-alive\n\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"delete_issue\"}}}}\n\n");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text
+        .into_bytes()
+        .chunks(7)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let stream = futures::stream::iter(chunks).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        c
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn gzipped_json() -> Response {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(LIST.as_bytes()).unwrap();
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from(enc.finish().unwrap()))
+        .unwrap()
+}
+
+async fn list_through(reply: fn() -> Response) -> Reply {
+    let addr = raw_upstream(reply).await;
+    let gw = Gateway::start(addr).await;
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    gw.stop().await;
+    r
+}
+
+#[tokio::test]
+async fn sse_tool_lists_split_across_chunks_are_filtered() {
+    let r = list_through(sse_in_tiny_chunks).await;
+    let msgs = r.messages();
+    assert_eq!(msgs.len(), 2, "{}", r.body);
+    assert_eq!(
+        msgs[0]["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+    assert_eq!(msgs[0]["result"]["tools"][0]["name"], "search_issues");
+    assert_eq!(msgs[0]["result"]["nextCursor"], "page-2");
+    assert!(
+        r.body.contains("id: 1\n"),
+        "event fields are kept: {}",
+        r.body
+    );
+    assert_eq!(
+        msgs[1]["params"]["data"], "delete_issue",
+        "other messages pass untouched"
+    );
+}
+
+#[tokio::test]
+async fn compressed_json_tool_lists_are_filtered() {
+    let r = list_through(gzipped_json).await;
+    let v = r.json();
+    assert_eq!(
+        v["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+    assert_eq!(v["result"]["nextCursor"], "page-2");
+    let len: usize = r
+        .headers
+        .get("content-length")
+        .map_or(r.body.len(), |v| v.to_str().unwrap().parse().unwrap());
+    assert_eq!(
+        len,
+        r.body.len(),
+        "Content-Length matches the rewritten body"
+    );
+}

@@ -1,0 +1,196 @@
+//! Authentication, default deny, credential injection, origin checks.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn denied_call_never_reaches_the_upstream() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        call(7, "delete_issue", json!({"id": 1})),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["id"], 7);
+    assert_eq!(r.json()["error"]["code"], -32602);
+    // Same answer for a tool that does not exist at all under a denied pattern.
+    let r2 = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        call(7, "delete_everything", json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r2.json()["error"]["message"],
+        "tool not available: delete_everything"
+    );
+    // A denied element poisons its whole batch.
+    let batch = format!(
+        "[{},{}]",
+        call(1, "search_issues", json!({"query": "x"})),
+        call(2, "delete_issue", json!({"id": 1}))
+    );
+    let r3 = post(&gw.url("demo"), Some(ALICE), batch, &[]).await;
+    let replies = r3.json();
+    assert_eq!(replies.as_array().unwrap().len(), 2, "{replies}");
+    assert_eq!(replies[0]["id"], 1);
+    assert_eq!(replies[1]["error"]["code"], -32602);
+    assert_eq!(
+        upstream.connection_count(),
+        0,
+        "no connection may reach the upstream"
+    );
+    assert!(upstream.requests().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn credential_injected_and_gateway_token_never_forwarded() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let sid = open_session(&gw.url("demo"), ALICE).await;
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        call(3, "search_issues", json!({"query": "Login"})),
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("cookie", "gw_session=abc"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("1 issue(s) match"), "{}", r.body);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(
+            s.headers["authorization"],
+            format!("Bearer {UPSTREAM_SECRET}")
+        );
+        assert_eq!(s.headers["host"], upstream.addr.to_string());
+        for (name, value) in &s.headers {
+            let v = value.to_str().unwrap_or("");
+            assert!(
+                !v.contains(ALICE),
+                "gateway token leaked upstream in {name}"
+            );
+        }
+        assert!(s.headers.get("cookie").is_none());
+    }
+    assert!(
+        seen[2].headers.get("x-hop").is_none(),
+        "Connection-listed headers are hop-by-hop"
+    );
+    assert_eq!(seen[2].headers["mcp-session-id"], sid.as_str());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn missing_unknown_and_revoked_tokens_get_401_with_a_challenge() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    for token in [None, Some("tg_unknown"), Some("")] {
+        let r = post(&url, token, INIT, &[]).await;
+        assert_eq!(r.status, 401, "{token:?}");
+        assert!(r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        assert_eq!(r.json()["error"]["code"], -32001);
+    }
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("authorization", format!("Basic {ALICE}"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(upstream.connection_count(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_ungranted_and_unapproved_servers_look_the_same() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    // bob has no grant on a second server; nobody may use a pending one.
+    gw.edit(
+        "servers.yaml",
+        &format!("servers:\n  - {{name: demo, owner: eng, status: approved, endpoint: 'http://{0}/mcp', auth: {{type: bearer, secret: file:upstream-token}}}}\n  - {{name: other, owner: eng, status: approved, endpoint: 'http://{0}/mcp'}}\n  - {{name: pending, owner: eng, status: pending, endpoint: 'http://{0}/mcp'}}\n", upstream.addr),
+    )
+    .await;
+    let a = post(&gw.url("other"), Some(BOB), INIT, &[]).await;
+    let b = post(&gw.url("nope"), Some(BOB), INIT, &[]).await;
+    let c = post(&gw.url("pending"), Some(ALICE), INIT, &[]).await;
+    let d = post(
+        &format!("http://{}/elsewhere", gw.addr),
+        Some(ALICE),
+        INIT,
+        &[],
+    )
+    .await;
+    for r in [&a, &b, &c, &d] {
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert_eq!(r.body, a.body);
+    }
+    assert_eq!(upstream.connection_count(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn browser_origins_must_be_allowed() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        INIT,
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        INIT,
+        &[("origin", "http://localhost:6274")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_rejecting_the_gateway_credential_is_a_502() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    write(gw.dir.path(), "upstream-token", "stale-secret");
+    // Touch a YAML file so the new secret is compiled.
+    gw.edit(
+        "teams.yaml",
+        "teams: [{name: eng}, {name: support}, {name: extra}]\n",
+    )
+    .await;
+    let r = post(&gw.url("demo"), Some(ALICE), INIT, &[]).await;
+    assert_eq!(r.status, 502);
+    assert!(r.headers.get("www-authenticate").is_none());
+    // Rotation: the next request carries the new secret.
+    write(gw.dir.path(), "upstream-token", UPSTREAM_SECRET);
+    gw.edit("teams.yaml", "teams: [{name: eng}, {name: support}]\n")
+        .await;
+    let r = post(&gw.url("demo"), Some(ALICE), INIT, &[]).await;
+    assert_eq!(r.status, 200);
+    gw.stop().await;
+}
