@@ -29,6 +29,8 @@ pub struct Route {
     pub body_len: Option<usize>,
     /// Which responses are `tools/list` results to filter.
     pub list_ids: ListIds,
+    /// The id to answer with if the gateway itself must reply (single requests).
+    pub reply_id: Option<serde_json::Value>,
 }
 
 impl Route {
@@ -128,6 +130,7 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
         server: upstream.id,
         body_len: None,
         list_ids: ListIds::None,
+        reply_id: None,
     })
 }
 
@@ -171,6 +174,9 @@ pub async fn admit(
             check_headers(&parsed, &mcp)?;
             route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
             route.body_len = Some(body.len());
+            if let jsonrpc::Body::Single(m) = &parsed {
+                route.reply_id = m.id.clone();
+            }
             Ok(Admitted {
                 route,
                 body: Some(body),

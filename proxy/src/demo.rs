@@ -10,7 +10,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
+#[allow(deprecated)]
+use rmcp::model::{
+    CreateMessageRequestParams, ProgressNotificationParam, RequestMetaObject, SamplingMessage,
+    ServerCapabilities, ServerConfig,
+};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler};
@@ -45,6 +49,13 @@ pub struct DeleteArgs {
 pub struct ReportArgs {
     /// Progress steps to send before the result.
     pub steps: u32,
+}
+
+/// Arguments of `summarize`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SummarizeArgs {
+    /// Text to summarize.
+    pub text: String,
 }
 
 /// The demo issue tracker.
@@ -120,6 +131,27 @@ impl DemoServer {
             }
         }
         format!("report done after {} steps", a.steps)
+    }
+
+    // Sampling is deprecated from 2026-07-28 (SEP-2577), yet agents on the
+    // 2025 revisions use it: the gateway must pass it through.
+    #[allow(deprecated)]
+    #[tool(description = "Summarize a text with the agent's own model (MCP sampling)")]
+    async fn summarize(
+        &self,
+        Parameters(a): Parameters<SummarizeArgs>,
+        client: Peer<RoleServer>,
+    ) -> Result<String, rmcp::ErrorData> {
+        let request = CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text(format!("Summarize: {}", a.text))],
+            100,
+        );
+        let reply = client
+            .create_message(request)
+            .await
+            .map_err(|e| rmcp::ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
+        let reply = serde_json::to_string(&reply.message).unwrap_or_default();
+        Ok(format!("summary from the agent's model: {reply}"))
     }
 }
 

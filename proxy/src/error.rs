@@ -11,6 +11,8 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC: invalid params (also: unknown tool).
 pub const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC: internal error.
+pub const INTERNAL_ERROR: i64 = -32603;
 /// MCP 2026-07-28: a `Mcp-*` header disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 /// Gateway-defined: authentication or access refused.
@@ -54,6 +56,14 @@ pub enum Refusal {
         id: Option<Value>,
         /// Which header and what the body says.
         detail: String,
+    },
+    /// The upstream could not be reached or failed before answering.
+    #[error("the upstream MCP server is unavailable")]
+    UpstreamUnavailable {
+        /// The request id.
+        id: Option<Value>,
+        /// 502, or 504 on a timeout.
+        status: u16,
     },
     /// One or more `tools/call`s the caller may not make: one error per
     /// request in the body, in order (a batch is refused as a whole).
@@ -123,6 +133,9 @@ impl Refusal {
             ),
             Refusal::HeaderMismatch { id, .. } => {
                 (400, rpc_error(id.as_ref(), HEADER_MISMATCH, &message))
+            }
+            Refusal::UpstreamUnavailable { id, status } => {
+                (*status, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))
             }
             Refusal::Denied(calls) => {
                 let replies: Vec<Value> = calls

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use catalog::Snapshot;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::admit::{self, Admitted, Route};
 use crate::error::Refusal;
@@ -268,6 +268,32 @@ impl ProxyHttp for Gateway {
             }
         }
         Ok(None)
+    }
+
+    /// Upstream failures become a JSON-RPC error carrying the request id.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let status = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => 0, // the agent is gone
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if status > 0 && session.response_written().is_none() {
+            let id = ctx.route.as_ref().and_then(|r| r.reply_id.clone());
+            let _ = respond(session, &Refusal::UpstreamUnavailable { id, status }).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -7,7 +7,14 @@ use serde_json::json;
 use crate::common::*;
 
 /// What is sent, with which headers; the expected status, JSON-RPC code and id.
-type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], u16, i64, serde_json::Value);
+type Case<'a> = (
+    &'a str,
+    String,
+    &'a [(&'a str, &'a str)],
+    u16,
+    i64,
+    serde_json::Value,
+);
 
 #[tokio::test]
 async fn malformed_bodies_are_refused_with_the_request_id() {

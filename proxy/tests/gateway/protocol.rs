@@ -72,6 +72,23 @@ async fn get_stream_and_delete_pass_through_with_the_session() {
     .await;
     assert!(ended.is_err(), "the SSE stream closed early");
     drop(stream);
+    // Resumption: Last-Event-ID reaches the upstream unchanged.
+    let resumed = client
+        .get(&url)
+        .bearer_auth(ALICE)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("last-event-id", "0/0")
+        .send()
+        .await
+        .unwrap();
+    let _ = resumed.status();
+    drop(resumed);
+    let seen = upstream.requests();
+    assert!(seen
+        .iter()
+        .any(|s| s.method == "GET" && s.headers.get("last-event-id").is_some_and(|v| v == "0/0")));
     let del = client
         .delete(&url)
         .bearer_auth(ALICE)
@@ -232,4 +249,106 @@ async fn compressed_json_tool_lists_are_filtered() {
         r.body.len(),
         "Content-Length matches the rewritten body"
     );
+}
+
+/// Reads an SSE response in the background, exposing what arrived so far.
+fn read_in_background(
+    mut resp: reqwest::Response,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    let task = tokio::spawn(async move {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    (text, task)
+}
+
+async fn wait_for(text: &std::sync::Mutex<String>, needle: &str) -> String {
+    for _ in 0..500 {
+        let t = text.lock().unwrap().clone();
+        if t.contains(needle) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never saw {needle:?} in {}", text.lock().unwrap());
+}
+
+#[tokio::test]
+async fn server_to_client_sampling_and_the_reply_pass_through() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"sampling":{}}"#);
+    let r = post(&url, Some(ALICE), init, &[]).await;
+    let sid = r.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    assert_eq!(
+        post(
+            &url,
+            Some(ALICE),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            &h
+        )
+        .await
+        .status,
+        202
+    );
+
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(ALICE)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(call(9, "summarize", json!({"text": "a long story"})))
+        .send()
+        .await
+        .unwrap();
+    let (text, reader) = read_in_background(resp);
+    let so_far = wait_for(&text, "sampling/createMessage").await;
+    let request: serde_json::Value = so_far
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .find(|m: &serde_json::Value| m["method"] == "sampling/createMessage")
+        .unwrap();
+    let reply = json!({"jsonrpc":"2.0","id":request["id"],"result":{"role":"assistant","content":{"type":"text","text":"Paris, briefly"},"model":"agent-model","stopReason":"endTurn"}});
+    let r = post(&url, Some(ALICE), reply.to_string(), &h).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let done = wait_for(&text, "summary from the agent's model").await;
+    assert!(done.contains("Paris, briefly"), "{done}");
+    reader.abort();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_json_rpc_error_with_the_id() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw = Gateway::start(closed).await;
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        call(12, "search_issues", json!({"query": "a"})),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.json()["id"], 12);
+    assert_eq!(r.json()["error"]["code"], -32603);
+    gw.stop().await;
 }

@@ -17,7 +17,10 @@ async fn sdk_round_trip(json_response: bool) {
     let gw = Gateway::start(upstream.addr).await;
 
     for (token, expected) in [
-        (ALICE, vec!["create_issue", "long_report", "search_issues"]),
+        (
+            ALICE,
+            vec!["create_issue", "long_report", "search_issues", "summarize"],
+        ),
         (BOB, vec!["search_issues"]),
     ] {
         let transport = StreamableHttpClientTransport::from_config(
