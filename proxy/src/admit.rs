@@ -44,6 +44,11 @@ impl Route {
         &self.upstream().name
     }
 
+    /// The caller's token digest.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
     /// Principal name, for logs.
     pub fn principal_name(&self) -> &str {
         &self.snapshot.principal(&self.caller).name
@@ -112,6 +117,15 @@ pub fn server_from_path(path: &str) -> Option<&str> {
         && name != "."
         && name != "..";
     ok.then_some(name)
+}
+
+/// May the token's holder still use `server` under `snapshot`?
+pub fn still_allowed(snapshot: &Snapshot, digest: &[u8; 32], server: &str) -> bool {
+    snapshot.authenticate(digest).is_some_and(|caller| {
+        snapshot
+            .upstream(server)
+            .is_some_and(|u| snapshot.can_access(caller.class, u.id))
+    })
 }
 
 /// Token → caller → server grant, all from one snapshot.

@@ -19,16 +19,19 @@ use crate::filter::{self, ListIds};
 use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
 use crate::sse::SseRewriter;
+use crate::streams::{StreamGuard, StreamRegistry};
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
+    streams: Arc<StreamRegistry>,
 }
 
 impl Gateway {
-    /// A gateway serving whatever snapshot `snapshots` holds.
-    pub fn new(snapshots: Arc<ArcSwap<Snapshot>>) -> Self {
-        Gateway { snapshots }
+    /// A gateway serving whatever snapshot `snapshots` holds; open event
+    /// streams are tracked in `streams`.
+    pub fn new(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) -> Self {
+        Gateway { snapshots, streams }
     }
 }
 
@@ -40,6 +43,8 @@ pub struct RequestCtx {
     /// The checked body to send upstream instead of the bytes Pingora replays.
     pub(crate) forward_body: Option<Bytes>,
     response: ResponseMode,
+    /// Keeps an event stream registered for revocation while it is open.
+    stream: Option<StreamGuard>,
 }
 
 #[derive(Default)]
@@ -197,15 +202,21 @@ impl ProxyHttp for Gateway {
             resp.set_status(http::StatusCode::BAD_GATEWAY)?;
             resp.remove_header(&http::header::WWW_AUTHENTICATE);
         }
-        let filtering = ctx.route.as_ref().is_some_and(|r| r.list_ids.is_active());
-        if !filtering {
-            return Ok(());
-        }
         let content_type = resp
             .headers
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.as_bytes().to_ascii_lowercase())
             .unwrap_or_default();
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(());
+        };
+        if content_type.starts_with(b"text/event-stream") {
+            let server: Arc<str> = route.upstream().name.clone();
+            ctx.stream = self.streams.register(route.digest(), server);
+        }
+        if !route.list_ids.is_active() {
+            return Ok(());
+        }
         if content_type.starts_with(b"application/json") {
             ctx.response = ResponseMode::Json(Vec::new());
             resp.remove_header(&http::header::CONTENT_LENGTH);

@@ -21,3 +21,4 @@ pub mod large_body;
 pub mod reload;
 pub mod server;
 pub mod sse;
+pub mod streams;

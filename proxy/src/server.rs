@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::gateway::Gateway;
+use crate::streams::{StreamRegistry, CONNECTION};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A running gateway listener.
 pub struct ProxyHandle {
@@ -44,16 +47,51 @@ pub fn start(
 ) -> std::io::Result<ProxyHandle> {
     let addr = listener.local_addr()?;
     let conf = Arc::new(ServerConf::default());
-    let mut proxy = HttpProxy::new(Gateway::new(snapshots), conf);
+    let streams = Arc::new(StreamRegistry::default());
+    let mut proxy = HttpProxy::new(Gateway::new(snapshots.clone(), streams.clone()), conf);
     proxy.handle_init_modules();
     let proxy = Arc::new(proxy);
     let (shutdown, watch) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, proxy, watch));
+    let sweeper = tokio::spawn(sweep_on_change(snapshots, streams));
+    let accept = accept_loop(listener, proxy, watch);
+    let task = tokio::spawn(async move {
+        // Aborting this task (stop) drops the sweeper's handle, so end it too.
+        let _sweeper = AbortOnDrop(sweeper);
+        accept.await;
+    });
     Ok(ProxyHandle {
         addr,
         shutdown,
         task,
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Re-checks open event streams whenever a new snapshot is swapped in.
+async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) {
+    let mut seen = snapshots.load().version;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let current = snapshots.load_full();
+        if current.version != seen {
+            seen = current.version;
+            let ended = streams.sweep(&current);
+            if ended > 0 {
+                tracing::info!(
+                    ended,
+                    version = seen,
+                    "ended event streams of callers who lost access"
+                );
+            }
+        }
+    }
 }
 
 async fn accept_loop(
@@ -73,12 +111,20 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut stream: Stream = Box::new(L4Stream::from(tcp));
-            // Keep-alive: Pingora hands the stream back after each request.
-            while let Some(reused) = proxy.process_new(stream, &shutdown).await {
-                stream = reused;
+        let cancel = CancellationToken::new();
+        tokio::spawn(CONNECTION.scope(cancel.clone(), async move {
+            let serve = async {
+                let mut stream: Stream = Box::new(L4Stream::from(tcp));
+                // Keep-alive: Pingora hands the stream back after each request.
+                while let Some(reused) = proxy.process_new(stream, &shutdown).await {
+                    stream = reused;
+                }
+            };
+            // Cancelling drops the connection: how a revoked caller's stream ends.
+            tokio::select! {
+                _ = serve => {}
+                _ = cancel.cancelled() => {}
             }
-        });
+        }));
     }
 }

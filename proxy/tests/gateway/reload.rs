@@ -144,3 +144,53 @@ async fn snapshot_swaps_under_load_fail_no_request() {
     assert!(gw.store.load().version > 50);
     gw.stop().await;
 }
+
+async fn open_get_stream(url: &str, token: &str, sid: &str) -> reqwest::Response {
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r
+}
+
+/// Waits for the end of a stream; `None` if it is still open after `wait`.
+async fn ends_within(mut r: reqwest::Response, wait: Duration) -> Option<()> {
+    tokio::time::timeout(
+        wait,
+        async move { while let Ok(Some(_)) = r.chunk().await {} },
+    )
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn revocation_ends_idle_streams_of_that_caller_only() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    let alice_sid = open_session(&url, ALICE).await;
+    let bob_sid = open_session(&url, BOB).await;
+    let alice_stream = open_get_stream(&url, ALICE, &alice_sid).await;
+    let bob_stream = open_get_stream(&url, BOB, &bob_sid).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.edit("principals.yaml", &principals_yaml(true)).await;
+    assert!(
+        ends_within(alice_stream, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the revoked caller's idle stream must end"
+    );
+    assert!(
+        ends_within(bob_stream, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "other callers' streams stay open"
+    );
+    gw.stop().await;
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Side-by-side load test of one MCP tools/call: straight to a tiny JSON
+# upstream, through nginx proxy_pass, and through toolgate (RBAC + credential
+# injection). Same wrk load for each, one worker / one thread per proxy.
+#
+#   loadtest/run.sh [duration-seconds] [connections]
+#
+# Needs: wrk, nginx (Debian packages), a release build of toolgate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-16}
+BIN=${TOOLGATE_BIN:-target/release/toolgate}
+[ -x "$BIN" ] || cargo build --release -p toolgate-proxy
+WORK=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NGX=$(free_port); TG=$(free_port)
+
+# 1. The upstream (nginx answering a fixed tools/call result) and the
+#    baseline (nginx proxy_pass): two nginx processes, one worker each.
+nginx_conf() { # dir server-block
+  mkdir -p "$1"
+  cat > "$1/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  upstream mcp { server 127.0.0.1:$UP; keepalive 64; }
+  $2
+}
+NGINX
+}
+nginx_conf "$WORK/upstream" "server { listen 127.0.0.1:$UP; location /mcp { default_type application/json; return 200 '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"3 issues match\"}],\"isError\":false}}'; } }"
+nginx_conf "$WORK/proxy" "server { listen 127.0.0.1:$NGX; location /mcp/demo { proxy_pass http://mcp/mcp; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
+nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
+
+# 2. toolgate over a catalog that routes `demo` to that upstream.
+TOKEN=tg_loadtest_0123456789
+DIGEST=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+mkdir -p "$WORK/config"
+printf 'upstream-secret\n' > "$WORK/config/token"
+cat > "$WORK/config/catalog.yaml" <<YAML
+teams: [{name: eng}]
+servers:
+  - {name: demo, owner: eng, status: approved, endpoint: "http://127.0.0.1:$UP/mcp", auth: {type: bearer, secret: "file:token"}}
+principals:
+  - {name: load, kind: agent, teams: [eng], tokens: [{name: t, sha256: $DIGEST}]}
+policies:
+  - {name: eng, subjects: {teams: [eng]}, allow: [{server: demo, tools: ["search_*"]}], deny: [{server: demo, tools: ["delete_*"]}]}
+YAML
+RUST_LOG=warn "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TG" --threads 1 & pids+=($!)
+sleep 1
+
+check() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" --data '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{}}}' "$1"; }
+for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$TG/mcp/demo"; do
+  check "$url" || { echo "not answering: $url" >&2; exit 1; }
+done
+
+run() { # name url
+  local out; out=$(TOKEN=$TOKEN wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s loadtest/tools_call.lua "$2")
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  printf '%s|%s|%s|%s|%s\n' "$1" "$rps" "$p50" "$p99" "${errs:-none}"
+}
+results=()
+results+=("$(run direct "http://127.0.0.1:$UP/mcp")")
+results+=("$(run nginx "http://127.0.0.1:$NGX/mcp/demo")")
+results+=("$(run toolgate "http://127.0.0.1:$TG/mcp/demo")")
+
+direct_rps=$(cut -d'|' -f2 <<<"${results[0]}")
+echo "| path | req/s | ratio to direct | p50 | p99 | errors |"
+echo "|---|---|---|---|---|---|"
+for r in "${results[@]}"; do
+  IFS='|' read -r name rps p50 p99 errs <<<"$r"
+  ratio=$(python3 -c "print(f'{$rps/$direct_rps:.2f}')")
+  echo "| $name | $rps | $ratio | $p50 | $p99 | $errs |"
+done
+echo
+echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$CONNS -d${DURATION}s; proxies with 1 worker/thread; $(date -u +%F)"
