@@ -107,6 +107,12 @@ pub fn compile(
         version,
         settings: Settings {
             max_body_bytes: catalog.gateway.max_body_bytes,
+            allowed_hosts: catalog
+                .gateway
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             allowed_origins: catalog.gateway.allowed_origins.clone(),
         },
         tokens,

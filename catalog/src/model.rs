@@ -33,10 +33,22 @@ pub struct GatewaySettings {
     /// Largest request body accepted (after decompression), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Browser origins allowed to call the gateway. Requests without an
-    /// `Origin` header (non-browser agents) are always accepted.
+    /// Host names agents may address the gateway by (the `Host` header,
+    /// port ignored): DNS-rebinding protection. `"*"` accepts any host.
+    #[serde(default = "default_allowed_hosts")]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the gateway, besides those on an
+    /// allowed host. Requests without an `Origin` header (non-browser agents)
+    /// are always accepted.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+}
+
+/// By default the gateway answers only to loopback names.
+pub fn default_allowed_hosts() -> Vec<String> {
+    ["localhost", "127.0.0.1", "[::1]"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// The default request body cap: 4 MiB.
@@ -50,6 +62,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_hosts: default_allowed_hosts(),
             allowed_origins: Vec::new(),
         }
     }

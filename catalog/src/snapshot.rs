@@ -38,7 +38,9 @@ pub struct Snapshot {
 pub struct Settings {
     /// Largest accepted request body, after decompression.
     pub max_body_bytes: usize,
-    /// Browser origins allowed in addition to none.
+    /// Host names (lower case, no port) the gateway answers to; `*` for any.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed besides those on an allowed host.
     pub allowed_origins: Vec<String>,
 }
 

@@ -15,7 +15,7 @@ use crate::body::{read_request_body, ReadError};
 use crate::decide::{check_headers, decide, McpHeaders};
 use crate::error::Refusal;
 use crate::filter::ListIds;
-use crate::http_headers::{bearer_digest, check_origin};
+use crate::http_headers::{bearer_digest, check_host_and_origin};
 use crate::jsonrpc;
 
 /// An admitted request: who, to which server, and what to filter.
@@ -156,7 +156,7 @@ pub async fn admit(
     let snapshot = store.load_full();
     let req = session.req_header();
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
-    check_origin(req, &snapshot.settings)?;
+    check_host_and_origin(req, &snapshot.settings)?;
     let digest = bearer_digest(req)?;
     let mut route = authorize(&snapshot, digest, server)?;
     match req.method {

@@ -34,6 +34,9 @@ pub enum Refusal {
     /// A browser `Origin` not on the allow list (DNS-rebinding protection).
     #[error("origin {0:?} is not allowed")]
     OriginNotAllowed(String),
+    /// The `Host` is not one of the gateway's names (DNS-rebinding protection).
+    #[error("host {0:?} is not one of this gateway's names (gateway.allowed_hosts)")]
+    HostNotAllowed(String),
     /// An HTTP method MCP does not use.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -113,6 +116,7 @@ impl Refusal {
                 (401, rpc_error(None, ACCESS_REFUSED, &message))
             }
             Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
+            Refusal::HostNotAllowed(_) => (421, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::MethodNotAllowed => {
                 headers.push(("allow", "GET, POST, DELETE".to_string()));
                 (405, rpc_error(None, INVALID_REQUEST, &message))

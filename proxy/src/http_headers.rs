@@ -23,18 +23,47 @@ pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
     Ok(catalog::token_digest(token))
 }
 
-/// Browser requests carry `Origin`; only listed origins may call the gateway
-/// (DNS-rebinding protection). Non-browser agents send no `Origin`.
-pub fn check_origin(req: &RequestHeader, settings: &Settings) -> Result<(), Refusal> {
+/// DNS-rebinding protection: the `Host` an agent addressed must be one of
+/// the gateway's names, and a browser `Origin` must be listed or be on one of
+/// those names. Non-browser agents send no `Origin`.
+pub fn check_host_and_origin(req: &RequestHeader, settings: &Settings) -> Result<(), Refusal> {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if !host_allowed(host, settings) {
+        return Err(Refusal::HostNotAllowed(host.to_string()));
+    }
     let Some(origin) = req.headers.get(http::header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("");
-    if settings.allowed_origins.iter().any(|o| o == origin) {
+    let on_allowed_host = origin.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https") && host_allowed(rest, settings)
+    });
+    if on_allowed_host || settings.allowed_origins.iter().any(|o| o == origin) {
         Ok(())
     } else {
         Err(Refusal::OriginNotAllowed(origin.to_string()))
     }
+}
+
+/// Is `authority` (`name[:port]`, `[v6][:port]`) one of the allowed host names?
+fn host_allowed(authority: &str, settings: &Settings) -> bool {
+    if settings.allowed_hosts.iter().any(|h| h == "*") {
+        return true;
+    }
+    let name = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    !name.is_empty()
+        && settings
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones listed in `Connection`.

@@ -194,3 +194,35 @@ async fn upstream_rejecting_the_gateway_credential_is_a_502() {
     assert_eq!(r.status, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn foreign_host_names_are_refused_before_anything_else() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    // A DNS-rebinding page addresses the gateway by its own name.
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        INIT,
+        &[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 421, "{}", r.body);
+    // The gateway's own loopback origin is fine.
+    let own = format!("http://{}", gw.addr);
+    let r = post(
+        &gw.url("demo"),
+        Some(ALICE),
+        INIT,
+        &[("origin", own.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(&gw.url("demo"), Some(ALICE), INIT, &[("host", "LOCALHOST")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(upstream.connection_count(), 1);
+    gw.stop().await;
+}
