@@ -207,6 +207,14 @@ fn build_upstream(
             secret_value(secret, "")?,
         )),
     };
+    let tls_ca_pem = match &s.tls_ca {
+        None => None,
+        Some(reference) => {
+            Some(Arc::<str>::from(secrets.resolve(reference).map_err(
+                |m| at("tls_ca", format!("cannot read {reference}: {m}")),
+            )?))
+        }
+    };
     Ok(Upstream {
         id,
         name: s.name.as_str().into(),
@@ -214,5 +222,6 @@ fn build_upstream(
         addr,
         host_header,
         credential,
+        tls_ca_pem,
     })
 }

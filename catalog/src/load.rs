@@ -136,8 +136,23 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                 format!("unknown team {:?}", s.owner),
             );
         }
-        if let Err(m) = crate::endpoint::Endpoint::parse(&s.endpoint) {
-            err(&l.file, format!("{}.endpoint", l.path), m);
+        match crate::endpoint::Endpoint::parse(&s.endpoint) {
+            Err(m) => err(&l.file, format!("{}.endpoint", l.path), m),
+            Ok(e) if s.tls_ca.is_some() && !e.tls => err(
+                &l.file,
+                format!("{}.tls_ca", l.path),
+                "only applies to https endpoints".into(),
+            ),
+            Ok(_) => {}
+        }
+        if let Some(ca) = &s.tls_ca {
+            if !ca.starts_with("file:") || ca.len() == 5 {
+                err(
+                    &l.file,
+                    format!("{}.tls_ca", l.path),
+                    "must be a `file:PATH` reference to a PEM bundle".into(),
+                );
+            }
         }
         if s.transport != Transport::StreamableHttp {
             err(

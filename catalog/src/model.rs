@@ -100,6 +100,10 @@ pub struct Server {
     /// The credential the gateway injects upstream.
     #[serde(default)]
     pub auth: UpstreamAuth,
+    /// For `https` endpoints on a private PKI: `file:PATH` of a PEM bundle
+    /// of the CAs to trust for this server instead of the system roots.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
     /// Tools the operator declares up front (discovery adds more later).
     #[serde(default)]
     pub tools: Vec<ToolDecl>,

@@ -121,6 +121,8 @@ pub struct Upstream {
     pub host_header: HeaderValue,
     /// The credential header to inject, marked sensitive.
     pub credential: Option<(HeaderName, HeaderValue)>,
+    /// PEM bundle of the CAs trusted for this upstream (else system roots).
+    pub tls_ca_pem: Option<Arc<str>>,
 }
 
 impl Snapshot {

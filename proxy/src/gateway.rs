@@ -20,18 +20,24 @@ use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
 use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
+use crate::tls::CaCache;
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
     streams: Arc<StreamRegistry>,
+    private_cas: CaCache,
 }
 
 impl Gateway {
     /// A gateway serving whatever snapshot `snapshots` holds; open event
     /// streams are tracked in `streams`.
     pub fn new(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) -> Self {
-        Gateway { snapshots, streams }
+        Gateway {
+            snapshots,
+            streams,
+            private_cas: CaCache::default(),
+        }
     }
 }
 
@@ -151,6 +157,12 @@ impl ProxyHttp for Gateway {
             }
         };
         let mut peer = HttpPeer::new(addr, up.endpoint.tls, up.endpoint.host.clone());
+        if let (true, Some(pem)) = (up.endpoint.tls, &up.tls_ca_pem) {
+            let ca = self.private_cas.get(pem).map_err(|m| {
+                Error::explain(ErrorType::InvalidCert, format!("{}: tls_ca: {m}", up.name))
+            })?;
+            peer.options.ca = Some(ca);
+        }
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))

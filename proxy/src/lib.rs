@@ -22,3 +22,4 @@ pub mod reload;
 pub mod server;
 pub mod sse;
 pub mod streams;
+pub mod tls;

@@ -8,3 +8,4 @@ mod protocol;
 mod reload;
 mod sdk;
 mod security;
+mod tls;
