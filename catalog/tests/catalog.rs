@@ -92,6 +92,11 @@ servers:
     status: approved
     endpoint: ftp://x/
     auth: {type: bearer, secret: hunter2}
+  - name: plain
+    owner: eng
+    status: approved
+    endpoint: http://127.0.0.1:3/mcp
+    tls_ca: file:ca.pem
 "#;
     let bad_principals = r#"
 principals:
@@ -116,6 +121,7 @@ policies:
         "s.yaml: servers[1].owner: unknown team \"nobody\"",
         "s.yaml: servers[1].endpoint:",
         "s.yaml: servers[1].auth.secret: must be a secret reference",
+        "s.yaml: servers[2].tls_ca: only applies to https endpoints",
         "p.yaml: principals[0].teams[1]: unknown team \"ghosts\"",
         "p.yaml: principals[0].tokens[0].sha256: must be the 64-character hex",
         "pol.yaml: policies[0].subjects.principals[0]: unknown principal \"zed\"",

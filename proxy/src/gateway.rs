@@ -79,37 +79,35 @@ impl ProxyHttp for Gateway {
     /// Authenticate, read and parse the body, decide. Refusals are answered
     /// here and nothing reaches the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(route) = large_body::take_checked_route(session) {
-            // A subrequest carrying a body the parent already checked.
-            ctx.route = Some(route);
-            return Ok(false);
-        }
-        match admit::admit(session, &self.snapshots).await {
-            Ok(Admitted { route, body }) => {
-                if route.list_ids.is_active() {
-                    // Responses we must rewrite are read decoded, whatever the upstream sends.
-                    session
-                        .req_header_mut()
-                        .insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-                    session.upstream_compression.adjust_decompression(true);
-                }
-                let large = body.is_some() && session.as_downstream().retry_buffer_truncated();
-                ctx.route = Some(route);
-                if large {
-                    // Pingora replays at most 64 KiB: send the checked body ourselves.
-                    let route = ctx.route.take().expect("just set");
-                    large_body::forward(session, route, body.expect("checked")).await?;
+        let (route, body) = match large_body::take_checked_route(session) {
+            // A subrequest carrying a body its parent already checked.
+            Some(route) => (route, None),
+            None => match admit::admit(session, &self.snapshots).await {
+                Ok(Admitted { route, body }) => (route, body),
+                Err(admit::AdmitError::Refused(refusal)) => {
+                    respond(session, &refusal).await?;
                     return Ok(true);
                 }
-                ctx.forward_body = body;
-                Ok(false)
-            }
-            Err(admit::AdmitError::Refused(refusal)) => {
-                respond(session, &refusal).await?;
-                Ok(true)
-            }
-            Err(admit::AdmitError::Io(e)) => Err(e),
+                Err(admit::AdmitError::Io(e)) => return Err(e),
+            },
+        };
+        if route.list_ids.is_active() {
+            // Responses we must rewrite are read decoded, whatever the upstream sends.
+            session
+                .req_header_mut()
+                .insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+            session.upstream_compression.adjust_decompression(true);
         }
+        if let Some(body) = body {
+            if session.as_downstream().retry_buffer_truncated() {
+                // Pingora replays at most 64 KiB: send the checked body ourselves.
+                large_body::forward(session, route, body).await?;
+                return Ok(true);
+            }
+            ctx.forward_body = Some(body);
+        }
+        ctx.route = Some(route);
+        Ok(false)
     }
 
     /// Replace the replayed body with the checked (and decoded) one.
