@@ -1,0 +1,1 @@
+//! Tool discovery: placeholder until written.
