@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-16}
 BIN=${TOOLGATE_BIN:-target/release/toolgate}
-[ -x "$BIN" ] || cargo build --release -p toolgate-proxy
+[ -x "$BIN" ] || cargo build --release --bin toolgate
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }

@@ -92,8 +92,9 @@ fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
     names
 }
 
-/// Headers that carry the agent's own credentials: never sent upstream.
-const CALLER_CREDENTIALS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// Headers that carry the agent's own credentials, or a browser origin the
+/// gateway already checked (the gateway is the upstream's client): never sent upstream.
+const CALLER_ONLY: &[&str] = &["authorization", "proxy-authorization", "cookie", "origin"];
 
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
@@ -101,7 +102,7 @@ pub fn strip_request(req: &mut RequestHeader) {
     for name in hop_by_hop(&req.headers) {
         req.remove_header(name.as_str());
     }
-    for name in CALLER_CREDENTIALS {
+    for name in CALLER_ONLY {
         req.remove_header(*name);
     }
     req.remove_header("expect");

@@ -9,7 +9,6 @@
 
 pub mod admit;
 pub mod body;
-pub mod cli;
 pub mod decide;
 pub mod demo;
 pub mod error;

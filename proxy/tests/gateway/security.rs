@@ -169,6 +169,10 @@ async fn browser_origins_must_be_allowed() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // The gateway checked the browser origin; the upstream sees the gateway as its client.
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("origin").is_none());
     gw.stop().await;
 }
 

@@ -1,5 +1,7 @@
 //! The `toolgate` binary: see `toolgate --help`.
 
+mod cli;
+
 fn main() -> anyhow::Result<()> {
-    toolgate_proxy::cli::run()
+    cli::run()
 }

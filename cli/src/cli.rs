@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::demo::{self, DemoOptions};
-use crate::reload::{resolve_secret, ConfigDir};
+use toolgate_proxy::demo::{self, DemoOptions};
+use toolgate_proxy::reload::{resolve_secret, ConfigDir};
 
 /// toolgate: an MCP registry and gateway.
 #[derive(Debug, Parser)]
@@ -170,7 +170,7 @@ async fn run_proxy(config: PathBuf, listen: SocketAddr, demo: bool) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let handle = crate::server::start(listener, store)?;
+    let handle = toolgate_proxy::server::start(listener, store)?;
     tracing::info!(addr = %handle.addr, "toolgate gateway: agents connect to http://{}/mcp/<server>", handle.addr);
     wait_for_stop_signal().await?;
     handle.stop().await;
