@@ -10,13 +10,17 @@
 pub mod compile;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fs")]
+pub mod fs;
 pub mod load;
 pub mod model;
 pub mod pattern;
 pub mod snapshot;
+pub mod wire;
 
 pub use compile::{compile, SecretResolver};
 pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, Catalog, Located};
+pub use load::{assemble, load, parse_file, Catalog, Located};
 pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Settings, Snapshot, Upstream};
+pub use wire::SnapshotDocument;

@@ -39,35 +39,50 @@ pub struct Catalog {
 /// Returns every error found, each naming its file and field path.
 pub fn load(files: &[(String, String)]) -> Result<Catalog, ConfigErrors> {
     let mut errors = Vec::new();
+    let mut docs = Vec::new();
+    for (name, text) in files {
+        match parse_file(name, text) {
+            Ok(doc) => docs.push((name.clone(), doc)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    assemble(docs)
+}
+
+/// Parses one YAML file; the error names the file and the field path.
+pub fn parse_file(name: &str, text: &str) -> Result<ConfigFile, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    let de = yaml_serde::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(name, path, e.into_inner().to_string())
+    })
+}
+
+/// Merges parsed documents (each named by its source, e.g. a file name or
+/// `store`) and validates references across them.
+pub fn assemble(docs: Vec<(String, ConfigFile)>) -> Result<Catalog, ConfigErrors> {
+    let mut errors = Vec::new();
     let mut catalog = Catalog::default();
     let mut gateway_from: Option<String> = None;
-
-    for (name, text) in files {
-        let parsed: ConfigFile = if text.trim().is_empty() {
-            ConfigFile::default()
-        } else {
-            let de = yaml_serde::Deserializer::from_str(text);
-            match serde_path_to_error::deserialize(de) {
-                Ok(f) => f,
-                Err(e) => {
-                    let path = e.path().to_string();
-                    let path = if path == "." { String::new() } else { path };
-                    errors.push(ConfigError::new(name, path, e.into_inner().to_string()));
-                    continue;
-                }
-            }
-        };
+    for (name, parsed) in docs {
         if let Some(g) = parsed.gateway {
             if let Some(first) = &gateway_from {
                 errors.push(ConfigError::new(
-                    name,
+                    &name,
                     "gateway",
                     format!("gateway settings are already set in {first}"),
                 ));
             } else {
                 if g.max_body_bytes == 0 {
                     errors.push(ConfigError::new(
-                        name,
+                        &name,
                         "gateway.max_body_bytes",
                         "must be above 0",
                     ));
@@ -76,15 +91,15 @@ pub fn load(files: &[(String, String)]) -> Result<Catalog, ConfigErrors> {
                 catalog.gateway = g;
             }
         }
-        push_located(&mut catalog.teams, name, "teams", parsed.teams);
-        push_located(&mut catalog.servers, name, "servers", parsed.servers);
+        push_located(&mut catalog.teams, &name, "teams", parsed.teams);
+        push_located(&mut catalog.servers, &name, "servers", parsed.servers);
         push_located(
             &mut catalog.principals,
-            name,
+            &name,
             "principals",
             parsed.principals,
         );
-        push_located(&mut catalog.policies, name, "policies", parsed.policies);
+        push_located(&mut catalog.policies, &name, "policies", parsed.policies);
     }
     if errors.is_empty() {
         validate(&catalog, &mut errors);
@@ -301,15 +316,14 @@ fn check_secret_ref(
     err: &mut impl FnMut(&str, String, String),
 ) {
     let ok = match reference.split_once(':') {
-        Some(("env", name)) => !name.is_empty(),
-        Some(("file", p)) => !p.is_empty(),
+        Some(("env" | "file" | "store", rest)) => !rest.is_empty(),
         _ => false,
     };
     if !ok {
         err(
             file,
             path.to_string(),
-            "must be a secret reference `env:NAME` or `file:PATH`, never the secret itself".into(),
+            "must be a secret reference `env:NAME`, `file:PATH` or `store:NAME`, never the secret itself".into(),
         );
     }
 }

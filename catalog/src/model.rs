@@ -3,10 +3,10 @@
 //! Every file holds any of the top-level sections below; the loader merges them.
 //! Unknown fields are refused so a typo never silently changes meaning.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One YAML file under `config/`, before merging.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Gateway-wide settings (at most one file may set them).
@@ -27,7 +27,7 @@ pub struct ConfigFile {
 }
 
 /// Gateway-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Largest request body accepted (after decompression), in bytes.
@@ -69,7 +69,7 @@ impl Default for GatewaySettings {
 }
 
 /// A team: the unit that owns servers and receives grants.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
     /// Unique team name.
@@ -80,7 +80,7 @@ pub struct Team {
 }
 
 /// A registered MCP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Unique name; agents reach it at `/mcp/{name}`.
@@ -110,7 +110,7 @@ pub struct Server {
 }
 
 /// Registry approval state of a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalStatus {
     /// Registered, awaiting review: not routed.
@@ -124,7 +124,7 @@ pub enum ApprovalStatus {
 }
 
 /// Upstream transport.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// MCP Streamable HTTP (2025-03-26 and later, and stateless 2026-07-28).
@@ -137,7 +137,7 @@ pub enum Transport {
 }
 
 /// How the gateway authenticates to an upstream server.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum UpstreamAuth {
     /// No credential.
@@ -158,7 +158,7 @@ pub enum UpstreamAuth {
 }
 
 /// A tool declared in the catalog.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolDecl {
     /// Tool name exactly as the server exposes it.
@@ -169,7 +169,7 @@ pub struct ToolDecl {
 }
 
 /// A user or an agent (service account).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Principal {
     /// Unique name.
@@ -188,7 +188,7 @@ pub struct Principal {
 }
 
 /// Kind of principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     /// A person.
@@ -198,7 +198,7 @@ pub enum PrincipalKind {
 }
 
 /// A personal access token, stored as the SHA-256 digest of the token text.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenDecl {
     /// A label for the token (e.g. the agent or laptop it was issued for).
@@ -211,7 +211,7 @@ pub struct TokenDecl {
 }
 
 /// An access policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Unique name.
@@ -227,7 +227,7 @@ pub struct Policy {
 }
 
 /// The principals a policy applies to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subjects {
     /// Every member of these teams.
@@ -239,7 +239,7 @@ pub struct Subjects {
 }
 
 /// One allow or deny rule: a server pattern and tool patterns (`*` and `?` globs).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Server name or glob.

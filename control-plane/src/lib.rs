@@ -1,5 +1,14 @@
-//! toolgate's control plane: the registry service (see issue 3).
+//! toolgate's control plane: the registry service.
 //!
-//! - `discovery`: connect to a registered MCP server, list its tools, and
-//!   compare them with the pinned (approved) definitions.
+//! - [`store`]: runtime state in embedded SQLite behind the [`store::Store`] interface;
+//! - [`registry`]: `config/` + runtime state → one validated, versioned
+//!   snapshot document, published to proxies;
+//! - [`api`]: the REST API and the proxies' snapshot long-poll;
+//! - [`serve`]: running it (API + `config/` watcher);
+//! - [`discovery`]: listing a server's tools and reviewing them against pins.
+
+pub mod api;
 pub mod discovery;
+pub mod registry;
+pub mod serve;
+pub mod store;

@@ -23,13 +23,8 @@ pub struct ConfigDir {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The directory or a file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Io(String),
     /// The catalog is invalid (every error names its file and field).
     #[error("{0}")]
     Invalid(#[from] catalog::ConfigErrors),
@@ -48,26 +43,7 @@ impl ConfigDir {
 
     /// Reads every YAML file, sorted by name: `(file name, contents)`.
     pub fn read_files(&self) -> Result<Vec<(String, String)>, LoadError> {
-        let io = |path: &Path, source| LoadError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&self.path).map_err(|e| io(&self.path, e))? {
-            let path = entry.map_err(|e| io(&self.path, e))?.path();
-            let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            if is_yaml && path.is_file() {
-                let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-                let name = path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into();
-                files.push((name, text));
-            }
-        }
-        files.sort();
-        Ok(files)
+        catalog::fs::read_config_files(&self.path).map_err(LoadError::Io)
     }
 
     /// Loads, validates and compiles the directory as snapshot `version`.
@@ -143,19 +119,5 @@ fn fingerprint(files: &[(String, String)]) -> Fingerprint {
     Fingerprint(h.finish())
 }
 
-/// Resolves `env:NAME` from the environment and `file:PATH` from a file
-/// (relative paths from the config directory). Errors never include the value.
-pub fn resolve_secret(dir: &Path, reference: &str) -> Result<String, String> {
-    match reference.split_once(':') {
-        Some(("env", name)) => {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-        }
-        Some(("file", path)) => {
-            let path = dir.join(path);
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("{}: {e}", path.display()))
-        }
-        _ => Err("not a secret reference".to_string()),
-    }
-}
+/// Resolves `env:NAME` and `file:PATH` (relative to the config directory).
+pub use catalog::fs::resolve_local_secret as resolve_secret;

@@ -1,0 +1,40 @@
+//! The snapshot as the control plane ships it to proxies.
+//!
+//! A proxy receives the merged catalog sources and the secret values their
+//! references resolve to, and compiles them itself with the same code the
+//! control plane used to validate them: a document that compiled there
+//! compiles here. The document carries secrets: it travels only over the
+//! authenticated proxy channel and is stored on disk with mode 0600.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigErrors;
+use crate::model::ConfigFile;
+use crate::snapshot::Snapshot;
+
+/// A versioned, self-contained catalog: everything a proxy needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotDocument {
+    /// Snapshot version (monotonic).
+    pub version: u64,
+    /// Catalog sources by name (config file names, `store`).
+    pub sources: Vec<(String, ConfigFile)>,
+    /// Secret values by reference (`env:X`, `file:Y`, `store:Z`).
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl SnapshotDocument {
+    /// Validates and compiles the document into a [`Snapshot`].
+    pub fn compile(&self) -> Result<Snapshot, ConfigErrors> {
+        let catalog = crate::assemble(self.sources.clone())?;
+        let resolve = |reference: &str| -> Result<String, String> {
+            self.secrets
+                .get(reference)
+                .cloned()
+                .ok_or_else(|| "not provided by the control plane".to_string())
+        };
+        crate::compile(&catalog, self.version, &resolve)
+    }
+}

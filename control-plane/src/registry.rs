@@ -1,0 +1,255 @@
+//! The registry: merges `config/` with the store's runtime state into one
+//! versioned [`SnapshotDocument`], validates it, and publishes it to proxies.
+//!
+//! Every API mutation is applied in a store transaction that commits only if
+//! the resulting catalog compiles, so nothing is half-applied; every config
+//! edit is compiled before it is published, and an invalid one is refused
+//! while the last good snapshot keeps serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use catalog::model::{ConfigFile, Principal, TokenDecl, UpstreamAuth};
+use catalog::{ConfigError, ConfigErrors, SnapshotDocument};
+use tokio::sync::watch;
+
+use crate::store::{Mutation, Outcome, RuntimeState, Store, StoreError};
+
+/// A published snapshot: its version and its serialized document.
+#[derive(Debug)]
+pub struct Published {
+    /// Snapshot version.
+    pub version: u64,
+    /// The JSON of the [`SnapshotDocument`] (contains secrets).
+    pub body: Vec<u8>,
+    /// The document itself, for read-only API views.
+    pub document: SnapshotDocument,
+}
+
+/// The registry service state.
+pub struct Registry {
+    config_dir: PathBuf,
+    store: Box<dyn Store>,
+    published: watch::Sender<Arc<Published>>,
+    /// Serializes builds so versions are published in order.
+    build: std::sync::Mutex<()>,
+}
+
+/// Registry failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `config/` is invalid or unreadable.
+    #[error("{0}")]
+    Config(ConfigErrors),
+}
+
+impl Registry {
+    /// Opens the registry over `config_dir` and `store`, publishing a first
+    /// snapshot. Fails if `config/` plus the stored state is invalid.
+    pub fn open(config_dir: &Path, store: Box<dyn Store>) -> Result<Arc<Registry>, RegistryError> {
+        let state = store.state()?;
+        let version = store.next_version()?;
+        let document =
+            build_document(config_dir, &state, version).map_err(RegistryError::Config)?;
+        let (published, _) = watch::channel(Arc::new(publishable(document)));
+        Ok(Arc::new(Registry {
+            config_dir: config_dir.to_path_buf(),
+            store,
+            published,
+            build: std::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The latest published snapshot.
+    pub fn current(&self) -> Arc<Published> {
+        self.published.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
+        self.published.subscribe()
+    }
+
+    /// The operator's config directory.
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// The store, for read-only queries.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Applies a mutation if the resulting catalog is valid, then publishes.
+    pub fn apply(&self, actor: &str, mutation: Mutation) -> Result<Outcome, RegistryError> {
+        let _build = self.build.lock().unwrap_or_else(|e| e.into_inner());
+        let built = std::cell::RefCell::new(None);
+        let check = |state: &RuntimeState, version: u64| {
+            let doc = build_document(&self.config_dir, state, version)?;
+            *built.borrow_mut() = Some(doc);
+            Ok(())
+        };
+        let (outcome, _) = self.store.apply(actor, &mutation, &check)?;
+        if let Some(doc) = built.into_inner() {
+            self.published.send_replace(Arc::new(publishable(doc)));
+        }
+        Ok(outcome)
+    }
+
+    /// Re-reads `config/` and publishes it if valid; on error the last good
+    /// snapshot keeps serving and the errors are returned.
+    pub fn reload_config(&self) -> Result<u64, RegistryError> {
+        let _build = self.build.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.store.state()?;
+        // Validate before spending a version number.
+        build_document(&self.config_dir, &state, 0).map_err(RegistryError::Config)?;
+        let version = self.store.next_version()?;
+        let doc =
+            build_document(&self.config_dir, &state, version).map_err(RegistryError::Config)?;
+        self.published.send_replace(Arc::new(publishable(doc)));
+        Ok(version)
+    }
+}
+
+fn publishable(document: SnapshotDocument) -> Published {
+    Published {
+        version: document.version,
+        body: serde_json::to_vec(&document).expect("a document serializes"),
+        document,
+    }
+}
+
+/// Source name of the runtime part of a document.
+pub const STORE_SOURCE: &str = "store";
+
+/// Builds and validates the document for `config_dir` + `state`.
+pub fn build_document(
+    config_dir: &Path,
+    state: &RuntimeState,
+    version: u64,
+) -> Result<SnapshotDocument, ConfigErrors> {
+    let files = catalog::fs::read_config_files(config_dir).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            &config_dir.display().to_string(),
+            "",
+            e,
+        )])
+    })?;
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in &files {
+        match catalog::parse_file(name, text) {
+            Ok(doc) => sources.push((name.clone(), doc)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let runtime = ConfigFile {
+        principals: state
+            .principals
+            .iter()
+            .map(|p| Principal {
+                name: p.name.clone(),
+                kind: p.kind,
+                teams: p.teams.clone(),
+                disabled: false,
+                tokens: Vec::new(),
+            })
+            .collect(),
+        servers: state.servers.clone(),
+        ..ConfigFile::default()
+    };
+    sources.push((STORE_SOURCE.to_string(), runtime));
+    overlay(&mut sources, state);
+
+    let mut secrets = BTreeMap::new();
+    for (file, doc) in &sources {
+        for (i, server) in doc.servers.iter().enumerate() {
+            let mut refs: Vec<&str> = server.tls_ca.iter().map(String::as_str).collect();
+            match &server.auth {
+                UpstreamAuth::None => {}
+                UpstreamAuth::Bearer { secret } | UpstreamAuth::Header { secret, .. } => {
+                    refs.push(secret)
+                }
+            }
+            for reference in refs {
+                match resolve(config_dir, state, reference) {
+                    Ok(value) => {
+                        secrets.insert(reference.to_string(), value);
+                    }
+                    // Only servers that will route need their secrets.
+                    Err(m) if server_routes(server, state) => errors.push(ConfigError::new(
+                        file,
+                        format!("servers[{i}]"),
+                        format!("cannot read {reference}: {m}"),
+                    )),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let document = SnapshotDocument {
+        version,
+        sources,
+        secrets,
+    };
+    document.compile()?;
+    Ok(document)
+}
+
+fn server_routes(server: &catalog::model::Server, state: &RuntimeState) -> bool {
+    let status = state
+        .statuses
+        .iter()
+        .find(|(n, _)| *n == server.name)
+        .map_or(server.status, |(_, s)| *s);
+    status == catalog::model::ApprovalStatus::Approved
+}
+
+fn resolve(config_dir: &Path, state: &RuntimeState, reference: &str) -> Result<String, String> {
+    match reference.strip_prefix("store:") {
+        Some(name) => state
+            .secrets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("no secret {name:?} has been set (PUT /v1/secrets/{name})")),
+        None => catalog::fs::resolve_local_secret(config_dir, reference),
+    }
+}
+
+/// Applies approvals, offboarding and API-issued tokens to every source.
+fn overlay(sources: &mut [(String, ConfigFile)], state: &RuntimeState) {
+    for (_, doc) in sources.iter_mut() {
+        for server in &mut doc.servers {
+            if let Some((_, status)) = state.statuses.iter().find(|(n, _)| *n == server.name) {
+                server.status = *status;
+            }
+        }
+        for principal in &mut doc.principals {
+            if state.disabled.contains(&principal.name) {
+                principal.disabled = true;
+            }
+            for token in state
+                .tokens
+                .iter()
+                .filter(|t| t.principal == principal.name)
+            {
+                principal.tokens.push(TokenDecl {
+                    name: format!("{} (#{})", token.name, token.id),
+                    sha256: token.sha256.clone(),
+                    revoked: token.revoked_at.is_some(),
+                });
+            }
+        }
+    }
+}

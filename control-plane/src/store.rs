@@ -1,0 +1,474 @@
+//! Runtime state of the registry, behind one small interface ([`Store`]).
+//!
+//! `config/` stays the operator's source of truth for the declarative
+//! catalog; the store holds what changes at run time: tokens, approvals,
+//! API-registered principals and servers, secrets, and the change log. The
+//! SQLite implementation is embedded (WAL, versioned migrations); another
+//! implementation (PostgreSQL) can serve several control-plane replicas.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use catalog::model::{ApprovalStatus, PrincipalKind, Server};
+use rusqlite::{params, Connection, Transaction};
+use serde::Serialize;
+
+/// Migrations, applied in order; `PRAGMA user_version` records the last one.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The change would leave an invalid catalog; nothing was applied.
+    #[error("{0}")]
+    Rejected(catalog::ConfigErrors),
+    /// The request names something that does not exist or already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data could not be read back.
+    #[error("store: corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// A principal created through the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredPrincipal {
+    /// Name.
+    pub name: String,
+    /// User or agent.
+    pub kind: PrincipalKind,
+    /// Teams.
+    pub teams: Vec<String>,
+}
+
+/// A gateway token issued through the API (digest only).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredToken {
+    /// Token id (for revocation).
+    pub id: i64,
+    /// Owner.
+    pub principal: String,
+    /// Label.
+    pub name: String,
+    /// Hex SHA-256 of the token text.
+    pub sha256: String,
+    /// When issued.
+    pub created_at: String,
+    /// When revoked, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Everything at run time that shapes the next snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeState {
+    /// API-created principals.
+    pub principals: Vec<StoredPrincipal>,
+    /// Disabled principal names (from config/ or the API).
+    pub disabled: Vec<String>,
+    /// All tokens, revoked ones included.
+    pub tokens: Vec<StoredToken>,
+    /// API-registered servers.
+    pub servers: Vec<Server>,
+    /// Approval decisions by server name.
+    pub statuses: Vec<(String, ApprovalStatus)>,
+    /// Secret values by name.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// One recorded mutation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// Sequence number.
+    pub id: i64,
+    /// When (UTC, RFC 3339).
+    pub at: String,
+    /// Who (the admin credential's name).
+    pub actor: String,
+    /// What kind of change.
+    pub action: String,
+    /// What it applied to.
+    pub target: String,
+    /// Details (never secret values).
+    pub detail: String,
+}
+
+/// A change to runtime state.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Create a principal.
+    CreatePrincipal(StoredPrincipal),
+    /// Disable or re-enable a principal (offboarding).
+    SetDisabled {
+        /// Principal name.
+        name: String,
+        /// Disabled?
+        disabled: bool,
+    },
+    /// Issue a token (its digest).
+    IssueToken {
+        /// Owner.
+        principal: String,
+        /// Label.
+        name: String,
+        /// Hex SHA-256 of the token.
+        sha256: String,
+    },
+    /// Revoke a token by id.
+    RevokeToken {
+        /// Token id.
+        id: i64,
+    },
+    /// Register a server.
+    RegisterServer(Box<Server>),
+    /// Approve, deprecate, block or reset a server.
+    SetStatus {
+        /// Server name.
+        server: String,
+        /// New status.
+        status: ApprovalStatus,
+    },
+    /// Set or rotate a secret.
+    SetSecret {
+        /// Secret name (referenced as `store:NAME`).
+        name: String,
+        /// The value (never logged or returned).
+        value: String,
+    },
+}
+
+impl Mutation {
+    fn describe(&self) -> (&'static str, String, String) {
+        match self {
+            Mutation::CreatePrincipal(p) => (
+                "principal.create",
+                p.name.clone(),
+                format!("kind={:?} teams={:?}", p.kind, p.teams),
+            ),
+            Mutation::SetDisabled { name, disabled } => (
+                "principal.disable",
+                name.clone(),
+                format!("disabled={disabled}"),
+            ),
+            Mutation::IssueToken {
+                principal, name, ..
+            } => ("token.issue", principal.clone(), format!("name={name}")),
+            Mutation::RevokeToken { id } => ("token.revoke", id.to_string(), String::new()),
+            Mutation::RegisterServer(s) => (
+                "server.register",
+                s.name.clone(),
+                format!("endpoint={}", s.endpoint),
+            ),
+            Mutation::SetStatus { server, status } => (
+                "server.status",
+                server.clone(),
+                format!("status={status:?}"),
+            ),
+            Mutation::SetSecret { name, .. } => ("secret.set", name.clone(), String::new()),
+        }
+    }
+}
+
+/// What a mutation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to report.
+    Done,
+    /// The id of an issued token.
+    TokenId(i64),
+}
+
+/// The interface the registry needs from a store.
+pub trait Store: Send + Sync {
+    /// The current runtime state.
+    fn state(&self) -> Result<RuntimeState, StoreError>;
+    /// Applies `mutation` atomically if `check` accepts the resulting state,
+    /// records it in the change log, and bumps the snapshot version. Nothing
+    /// is applied when anything fails.
+    fn apply(
+        &self,
+        actor: &str,
+        mutation: &Mutation,
+        check: &dyn Fn(&RuntimeState, u64) -> Result<(), catalog::ConfigErrors>,
+    ) -> Result<(Outcome, u64), StoreError>;
+    /// Bumps and returns the snapshot version (config edits).
+    fn next_version(&self) -> Result<u64, StoreError>;
+    /// The latest changes, newest first.
+    fn changes(&self, limit: usize) -> Result<Vec<Change>, StoreError>;
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic mid-transaction rolls the transaction back; the connection stays usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn state(&self) -> Result<RuntimeState, StoreError> {
+        read_state(&self.lock())
+    }
+
+    fn apply(
+        &self,
+        actor: &str,
+        mutation: &Mutation,
+        check: &dyn Fn(&RuntimeState, u64) -> Result<(), catalog::ConfigErrors>,
+    ) -> Result<(Outcome, u64), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let outcome = write(&tx, actor, mutation)?;
+        let version = bump_version(&tx)?;
+        check(&read_state(&tx)?, version).map_err(StoreError::Rejected)?;
+        let (action, target, detail) = mutation.describe();
+        tx.execute(
+            &format!("INSERT INTO changes (at, actor, action, target, detail) VALUES ({NOW}, ?1, ?2, ?3, ?4)"),
+            params![actor, action, target, detail],
+        )?;
+        tx.commit()?;
+        Ok((outcome, version))
+    }
+
+    fn next_version(&self) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let v = bump_version(&tx)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    fn changes(&self, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, actor, action, target, detail FROM changes ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Change {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn bump_version(tx: &Transaction) -> Result<u64, StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'snapshot_version'",
+        [],
+    )?;
+    let v: i64 = tx.query_row(
+        "SELECT value FROM meta WHERE key = 'snapshot_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(v as u64)
+}
+
+fn status_text(s: ApprovalStatus) -> &'static str {
+    match s {
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Deprecated => "deprecated",
+        ApprovalStatus::Blocked => "blocked",
+    }
+}
+
+fn parse_status(s: &str) -> Result<ApprovalStatus, StoreError> {
+    Ok(match s {
+        "pending" => ApprovalStatus::Pending,
+        "approved" => ApprovalStatus::Approved,
+        "deprecated" => ApprovalStatus::Deprecated,
+        "blocked" => ApprovalStatus::Blocked,
+        other => return Err(StoreError::Corrupt(format!("status {other:?}"))),
+    })
+}
+
+fn write(tx: &Transaction, actor: &str, m: &Mutation) -> Result<Outcome, StoreError> {
+    match m {
+        Mutation::CreatePrincipal(p) => {
+            let kind = match p.kind {
+                PrincipalKind::User => "user",
+                PrincipalKind::Agent => "agent",
+            };
+            let teams =
+                serde_json::to_string(&p.teams).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let n = tx.execute(
+                &format!("INSERT OR IGNORE INTO principals (name, kind, teams, created_at) VALUES (?1, ?2, ?3, {NOW})"),
+                params![p.name, kind, teams],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "principal {:?} already exists",
+                    p.name
+                )));
+            }
+        }
+        Mutation::SetDisabled {
+            name,
+            disabled: true,
+        } => {
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO disabled_principals (name, disabled_at) VALUES (?1, {NOW})"),
+                params![name],
+            )?;
+        }
+        Mutation::SetDisabled {
+            name,
+            disabled: false,
+        } => {
+            tx.execute(
+                "DELETE FROM disabled_principals WHERE name = ?1",
+                params![name],
+            )?;
+        }
+        Mutation::IssueToken {
+            principal,
+            name,
+            sha256,
+        } => {
+            tx.execute(
+                &format!("INSERT INTO tokens (principal, name, sha256, created_at) VALUES (?1, ?2, ?3, {NOW})"),
+                params![principal, name, sha256],
+            )?;
+            return Ok(Outcome::TokenId(tx.last_insert_rowid()));
+        }
+        Mutation::RevokeToken { id } => {
+            let n = tx.execute(
+                &format!(
+                    "UPDATE tokens SET revoked_at = {NOW} WHERE id = ?1 AND revoked_at IS NULL"
+                ),
+                params![id],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "no active token with id {id}"
+                )));
+            }
+        }
+        Mutation::RegisterServer(s) => {
+            let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let n = tx.execute(
+                &format!("INSERT OR IGNORE INTO servers (name, definition, created_at) VALUES (?1, ?2, {NOW})"),
+                params![s.name, json],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "server {:?} already exists",
+                    s.name
+                )));
+            }
+        }
+        Mutation::SetStatus { server, status } => {
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO server_status (server, status, changed_by, changed_at) VALUES (?1, ?2, ?3, {NOW})"),
+                params![server, status_text(*status), actor],
+            )?;
+        }
+        Mutation::SetSecret { name, value } => {
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO secrets (name, value, updated_at) VALUES (?1, ?2, {NOW})"),
+                params![name, value],
+            )?;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn read_state(conn: &Connection) -> Result<RuntimeState, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let mut state = RuntimeState::default();
+    let mut stmt = conn.prepare("SELECT name, kind, teams FROM principals ORDER BY name")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (name, kind, teams) = row?;
+        let kind = if kind == "user" {
+            PrincipalKind::User
+        } else {
+            PrincipalKind::Agent
+        };
+        let teams = serde_json::from_str(&teams).map_err(corrupt)?;
+        state.principals.push(StoredPrincipal { name, kind, teams });
+    }
+    let mut stmt = conn.prepare("SELECT name FROM disabled_principals ORDER BY name")?;
+    state.disabled = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, principal, name, sha256, created_at, revoked_at FROM tokens ORDER BY id",
+    )?;
+    state.tokens = stmt
+        .query_map([], |r| {
+            Ok(StoredToken {
+                id: r.get(0)?,
+                principal: r.get(1)?,
+                name: r.get(2)?,
+                sha256: r.get(3)?,
+                created_at: r.get(4)?,
+                revoked_at: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare("SELECT definition FROM servers ORDER BY name")?;
+    for def in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        state
+            .servers
+            .push(serde_json::from_str(&def?).map_err(corrupt)?);
+    }
+    let mut stmt = conn.prepare("SELECT server, status FROM server_status ORDER BY server")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (server, status) = row?;
+        state.statuses.push((server, parse_status(&status)?));
+    }
+    let mut stmt = conn.prepare("SELECT name, value FROM secrets ORDER BY name")?;
+    state.secrets = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(state)
+}
+
+/// Looks up whether a token row exists by id (used to report 404 vs 409).
+pub fn token_exists(state: &RuntimeState, id: i64) -> bool {
+    state.tokens.iter().any(|t| t.id == id)
+}
