@@ -208,7 +208,7 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
         }
     }
 
-    let mut digests: HashMap<&str, String> = HashMap::new();
+    let mut digests: HashMap<String, String> = HashMap::new();
     for l in &c.principals {
         let p = &l.item;
         for (i, t) in p.teams.iter().enumerate() {
@@ -228,7 +228,8 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                     path,
                     "must be the 64-character hex SHA-256 of the token, never the token".into(),
                 );
-            } else if let Some(first) = digests.insert(t.sha256.as_str(), path.clone()) {
+            } else if let Some(first) = digests.insert(t.sha256.to_ascii_lowercase(), path.clone())
+            {
                 err(
                     &l.file,
                     path,

@@ -159,6 +159,15 @@ pub async fn admit(
     check_host_and_origin(req, &snapshot.settings)?;
     let digest = bearer_digest(req)?;
     let mut route = authorize(&snapshot, digest, server)?;
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body && matches!(req.method, http::Method::GET | http::Method::DELETE) {
+        // A body here would reach the upstream unchecked.
+        return Err(Refusal::Unsupported(format!("{} requests carry no body", req.method)).into());
+    }
     match req.method {
         http::Method::GET => {
             // A GET stream may replay earlier responses: filter any tool list on it.

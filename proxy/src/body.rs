@@ -27,13 +27,7 @@ impl From<Refusal> for ReadError {
 pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<Bytes, ReadError> {
     let header = session.req_header();
     if let Some(ct) = header.headers.get(http::header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        if !ct.starts_with("application/json") {
-            return Err(Refusal::Unsupported(format!(
-                "content type {ct:?} is not application/json"
-            ))
-            .into());
-        }
+        check_content_type(ct.as_bytes())?;
     }
     let encoding = header
         .headers
@@ -81,6 +75,28 @@ pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<By
             "content encoding {other:?} is not supported; use gzip, deflate or none"
         ))
         .into()),
+    }
+}
+
+/// Only `application/json`, optionally `; charset=utf-8`: a server that
+/// honours another charset (UTF-7, UTF-16) would read other text than the
+/// gateway checked.
+fn check_content_type(value: &[u8]) -> Result<(), Refusal> {
+    let text = std::str::from_utf8(value)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut parts = text.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    let params_ok = parts.all(|p| {
+        let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+        p.is_empty() || p == "charset=utf-8" || p == "charset=\"utf-8\""
+    });
+    if media == "application/json" && params_ok {
+        Ok(())
+    } else {
+        Err(Refusal::Unsupported(format!(
+            "content type {text:?} is not application/json (UTF-8)"
+        )))
     }
 }
 

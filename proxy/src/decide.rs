@@ -9,8 +9,10 @@ use crate::filter::ListIds;
 use crate::jsonrpc::{Body, Kind};
 
 /// Decides a body: every `tools/call` must be allowed for the caller's class
-/// (a batch with any denied call is refused whole). Returns the ids of
-/// `tools/list` requests, whose responses must be filtered.
+/// (a batch with any denied call is refused whole). Returns which responses
+/// must be filtered: when the body holds a `tools/list`, every tool list in
+/// the response is (ids are not compared: `2`, `2.0` and `2e0` are one id to
+/// some servers and three to others).
 pub fn decide(
     body: &Body,
     snapshot: &Snapshot,
@@ -36,16 +38,8 @@ pub fn decide(
             .collect();
         return Err(Refusal::Denied(calls));
     }
-    let ids: Vec<_> = messages
-        .iter()
-        .filter(|m| m.method() == Some("tools/list"))
-        .filter_map(|m| m.id.clone())
-        .collect();
-    Ok(if ids.is_empty() {
-        ListIds::None
-    } else {
-        ListIds::Ids(ids)
-    })
+    let lists = messages.iter().any(|m| m.method() == Some("tools/list"));
+    Ok(if lists { ListIds::Any } else { ListIds::None })
 }
 
 /// The `Mcp-*` request headers that name what the body does (2026-07-28).

@@ -34,18 +34,31 @@ impl ListIds {
     }
 }
 
-/// Rewrites one JSON text (a message or a batch of messages). Returns `None`
-/// when nothing needed to change, so the original bytes can be forwarded as is.
-/// Text that is not JSON is left alone: the caller's client will reject it.
-pub fn filter_message(
-    text: &[u8],
-    ids: &ListIds,
-    allowed: &dyn Fn(&str) -> bool,
-) -> Option<Vec<u8>> {
-    if !ids.is_active() || !contains(text, b"\"tools\"") {
-        return None;
+/// The outcome of filtering one JSON text.
+#[derive(Debug, PartialEq)]
+pub enum Filtered {
+    /// Forward the original bytes.
+    Unchanged,
+    /// Forward these bytes instead.
+    Rewritten(Vec<u8>),
+    /// It may hold a tool list but cannot be read: forward [`unreadable_error`].
+    Unreadable,
+}
+
+/// What replaces a response that may hold a tool list the gateway cannot read.
+pub fn unreadable_error() -> Vec<u8> {
+    br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the gateway could not check this response from the upstream MCP server"}}"#.to_vec()
+}
+
+/// Rewrites one JSON text (a message or a batch of messages).
+pub fn filter_message(text: &[u8], ids: &ListIds, allowed: &dyn Fn(&str) -> bool) -> Filtered {
+    // Without the key spelled plainly or any escape, no tool list can be in there.
+    if !ids.is_active() || (!contains(text, b"\"tools\"") && !text.contains(&b'\\')) {
+        return Filtered::Unchanged;
     }
-    let mut value: Value = serde_json::from_slice(text).ok()?;
+    let Ok(mut value) = serde_json::from_slice::<Value>(text) else {
+        return Filtered::Unreadable;
+    };
     let changed = match &mut value {
         Value::Array(items) => items
             .iter_mut()
@@ -54,7 +67,11 @@ pub fn filter_message(
         Value::Object(m) => filter_object(m, ids, allowed),
         _ => false,
     };
-    changed.then(|| serde_json::to_vec(&value).expect("a Value serializes"))
+    if changed {
+        Filtered::Rewritten(serde_json::to_vec(&value).expect("a Value serializes"))
+    } else {
+        Filtered::Unchanged
+    }
 }
 
 fn filter_object(
@@ -87,6 +104,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn escaped_keys_and_unreadable_lists_are_not_passed_through() {
+        let escaped =
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tool\u0073":[{"name":"delete_issue"}]}}"#;
+        assert!(matches!(
+            filter_message(escaped, &ListIds::Any, &allow_search),
+            Filtered::Rewritten(_)
+        ));
+        let bom = b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}";
+        assert_eq!(
+            filter_message(bom, &ListIds::Any, &allow_search),
+            Filtered::Unreadable
+        );
+        assert_eq!(
+            filter_message(b"", &ListIds::Any, &allow_search),
+            Filtered::Unchanged
+        );
+    }
+
     fn allow_search(name: &str) -> bool {
         name.starts_with("search")
     }
@@ -94,7 +130,11 @@ mod tests {
     #[test]
     fn keeps_other_fields_and_order() {
         let text = br#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"search_issues"},{"name":"delete_issue"}],"nextCursor":"c2","_meta":{"k":1}}}"#;
-        let out = filter_message(text, &ListIds::Ids(vec![json!(3)]), &allow_search).unwrap();
+        let Filtered::Rewritten(out) =
+            filter_message(text, &ListIds::Ids(vec![json!(3)]), &allow_search)
+        else {
+            panic!()
+        };
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"search_issues"}],"nextCursor":"c2","_meta":{"k":1}}}"#
@@ -104,15 +144,28 @@ mod tests {
     #[test]
     fn only_matching_ids_unless_any() {
         let text = br#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"delete_issue"}]}}"#;
-        assert!(filter_message(text, &ListIds::Ids(vec![json!(3)]), &allow_search).is_none());
-        assert!(filter_message(text, &ListIds::Any, &allow_search).is_some());
-        assert!(filter_message(text, &ListIds::None, &allow_search).is_none());
+        assert_eq!(
+            filter_message(text, &ListIds::Ids(vec![json!(3)]), &allow_search),
+            Filtered::Unchanged
+        );
+        assert!(matches!(
+            filter_message(text, &ListIds::Any, &allow_search),
+            Filtered::Rewritten(_)
+        ));
+        assert_eq!(
+            filter_message(text, &ListIds::None, &allow_search),
+            Filtered::Unchanged
+        );
     }
 
     #[test]
     fn batches_and_nameless_tools() {
         let text = br#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search_a"},{"title":"no name"}]}}]"#;
-        let out = filter_message(text, &ListIds::Ids(vec![json!(1)]), &allow_search).unwrap();
+        let Filtered::Rewritten(out) =
+            filter_message(text, &ListIds::Ids(vec![json!(1)]), &allow_search)
+        else {
+            panic!()
+        };
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v[0]["result"]["tools"], json!([{"name":"search_a"}]));
     }

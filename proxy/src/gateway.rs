@@ -15,7 +15,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::admit::{self, Admitted, Route};
 use crate::error::Refusal;
-use crate::filter::{self, ListIds};
+use crate::filter::{self, Filtered, ListIds};
 use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
 use crate::sse::SseRewriter;
@@ -59,6 +59,7 @@ enum ResponseMode {
     PassThrough,
     Json(Vec<u8>),
     Sse(SseRewriter),
+    Replace(Vec<u8>),
 }
 
 /// Largest JSON response buffered for `tools/list` filtering (64 MiB).
@@ -169,7 +170,7 @@ impl ProxyHttp for Gateway {
     /// Point the request at the upstream, inject its credential, drop the caller's.
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -178,21 +179,19 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let up = route.upstream();
-        let uri = upstream_uri(
-            &up.endpoint.path_and_query,
-            session.req_header().uri.query(),
-        );
-        req.set_uri(
-            uri.parse()
-                .map_err(|_| Error::new(ErrorType::InternalError))?,
-        );
+        // The operator's endpoint, exactly: an agent's query string could
+        // override parameters (keys, tenants) the endpoint URL sets.
+        let uri = up.endpoint.path_and_query.parse();
+        req.set_uri(uri.map_err(|_| Error::new(ErrorType::InternalError))?);
         strip_request(req);
         req.insert_header(http::header::HOST, up.host_header.clone())?;
         if let Some((name, value)) = &up.credential {
             req.insert_header(name.clone(), value.clone())?;
         }
         if let Some(len) = route.body_len {
+            // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
             req.remove_header(&http::header::CONTENT_ENCODING);
+            req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
             req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
         }
         Ok(())
@@ -227,13 +226,21 @@ impl ProxyHttp for Gateway {
         if !route.list_ids.is_active() {
             return Ok(());
         }
-        if content_type.starts_with(b"application/json") {
-            ctx.response = ResponseMode::Json(Vec::new());
-            resp.remove_header(&http::header::CONTENT_LENGTH);
+        ctx.response = if content_type.starts_with(b"application/json") {
+            ResponseMode::Json(Vec::new())
         } else if content_type.starts_with(b"text/event-stream") {
-            ctx.response = ResponseMode::Sse(SseRewriter::default());
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-        }
+            ResponseMode::Sse(SseRewriter::default())
+        } else if resp.status.is_success() && resp.status != http::StatusCode::ACCEPTED {
+            // A tool list in a form the gateway cannot check is not passed on.
+            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            ResponseMode::Replace(filter::unreadable_error())
+        } else {
+            return Ok(());
+        };
+        // The body is rewritten: its length is known only at the end.
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         Ok(())
     }
 
@@ -257,6 +264,9 @@ impl ProxyHttp for Gateway {
         let allowed = |tool: &str| route.can_call(tool);
         match &mut ctx.response {
             ResponseMode::PassThrough => {}
+            ResponseMode::Replace(replacement) => {
+                *body = end_of_stream.then(|| Bytes::from(std::mem::take(replacement)));
+            }
             ResponseMode::Json(buf) => {
                 if let Some(chunk) = body.take() {
                     buf.extend_from_slice(&chunk);
@@ -269,8 +279,11 @@ impl ProxyHttp for Gateway {
                 }
                 if end_of_stream {
                     let whole = std::mem::take(buf);
-                    let out =
-                        filter::filter_message(&whole, &route.list_ids, &allowed).unwrap_or(whole);
+                    let out = match filter::filter_message(&whole, &route.list_ids, &allowed) {
+                        Filtered::Unchanged => whole,
+                        Filtered::Rewritten(out) => out,
+                        Filtered::Unreadable => filter::unreadable_error(),
+                    };
                     *body = Some(Bytes::from(out));
                 }
             }
@@ -278,9 +291,14 @@ impl ProxyHttp for Gateway {
                 let chunk = body.take().unwrap_or_default();
                 let ids: &ListIds = &route.list_ids;
                 let mut out = rewriter
-                    .push(&chunk, &mut |data| {
-                        filter::filter_message(data, ids, &allowed)
-                    })
+                    .push(
+                        &chunk,
+                        &mut |data| match filter::filter_message(data, ids, &allowed) {
+                            Filtered::Unchanged => None,
+                            Filtered::Rewritten(out) => Some(out),
+                            Filtered::Unreadable => Some(filter::unreadable_error()),
+                        },
+                    )
                     .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
                 if end_of_stream {
                     out.extend(rewriter.finish());
@@ -329,14 +347,6 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
-    }
-}
-
-fn upstream_uri(path_and_query: &str, agent_query: Option<&str>) -> String {
-    match agent_query {
-        None | Some("") => path_and_query.to_string(),
-        Some(q) if path_and_query.contains('?') => format!("{path_and_query}&{q}"),
-        Some(q) => format!("{path_and_query}?{q}"),
     }
 }
 

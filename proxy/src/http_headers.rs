@@ -94,7 +94,18 @@ fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
 
 /// Headers that carry the agent's own credentials, or a browser origin the
 /// gateway already checked (the gateway is the upstream's client): never sent upstream.
-const CALLER_ONLY: &[&str] = &["authorization", "proxy-authorization", "cookie", "origin"];
+const CALLER_ONLY: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "origin",
+    // Client-asserted forwarding claims the gateway cannot vouch for.
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
 
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.

@@ -230,3 +230,75 @@ async fn foreign_host_names_are_refused_before_anything_else() {
     assert_eq!(upstream.connection_count(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn smuggling_vectors_are_refused_before_the_upstream() {
+    let upstream = Upstream::start(true).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    // UTF-7: body-parser would decode "+AGQ-elete_issue" as "delete_issue".
+    let utf7 = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"+AGQ-elete_issue","arguments":{"id":0}}}"#;
+    for ct in [
+        "application/json; charset=utf-7",
+        "application/json; charset=utf-16",
+        "application/json-seq",
+        "text/json",
+    ] {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(BOB)
+            .header("content-type", ct)
+            .body(utf7)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{ct}");
+    }
+    // A body on GET or DELETE would reach the upstream unchecked.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = reqwest::Client::new()
+            .request(method.clone(), &url)
+            .bearer_auth(BOB)
+            .body(call(4, "delete_issue", json!({"id": 0})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{method}");
+    }
+    assert_eq!(upstream.connection_count(), 0);
+    // Allowed requests go up with the canonical content type and no agent query string.
+    let r = post(
+        &format!("{url}?api_key=attacker"),
+        Some(ALICE),
+        INIT,
+        &[("x-forwarded-for", "6.6.6.6")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = upstream.requests();
+    assert_eq!(seen[0].headers["content-type"], "application/json");
+    assert!(seen[0].headers.get("x-forwarded-for").is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tool_lists_are_filtered_whatever_the_id_spelling() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let sid = open_session(&gw.url("demo"), BOB).await;
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    for id in ["2.0", "2e0", "-0", "9007199254740993"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+        let r = post(&gw.url("demo"), Some(BOB), body, &h).await;
+        assert!(r.body.contains("search_issues"), "{id}: {}", r.body);
+        assert!(
+            !r.body.contains("delete_issue"),
+            "{id}: unfiltered list: {}",
+            r.body
+        );
+    }
+    gw.stop().await;
+}
