@@ -3,7 +3,6 @@
 //! following it, a real rmcp upstream.
 
 #[path = "../../proxy/tests/gateway/common.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -102,7 +102,7 @@ impl ProxyHttp for Gateway {
         if let Some(body) = body {
             if session.as_downstream().retry_buffer_truncated() {
                 // Pingora replays at most 64 KiB: send the checked body ourselves.
-                large_body::forward(session, route, body).await?;
+                large_body::forward(session, route, body, &self.streams).await?;
                 return Ok(true);
             }
             ctx.forward_body = Some(body);
@@ -216,10 +216,14 @@ impl ProxyHttp for Gateway {
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.as_bytes().to_ascii_lowercase())
             .unwrap_or_default();
-        let Some(route) = ctx.route.as_ref() else {
+        let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
         if content_type.starts_with(b"text/event-stream") {
+            // Re-check first: a sweep that ran before this registration must not be missed.
+            route.refresh(&self.snapshots).map_err(|r| {
+                Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
+            })?;
             let server: Arc<str> = route.upstream().name.clone();
             ctx.stream = self.streams.register(route.digest(), server);
         }

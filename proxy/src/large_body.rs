@@ -15,7 +15,10 @@ use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType}
 use pingora_proxy::subrequest::{BodyMode, Ctx};
 use pingora_proxy::Session;
 
+use std::sync::Arc;
+
 use crate::admit::Route;
+use crate::streams::StreamRegistry;
 
 /// The admission a subrequest inherits from its parent.
 struct Checked(Option<Route>);
@@ -32,7 +35,15 @@ pub fn take_checked_route(session: &mut Session) -> Option<Route> {
 }
 
 /// Sends `body` upstream through a subrequest and writes its response to the agent.
-pub async fn forward(session: &mut Session, route: Route, body: Bytes) -> Result<()> {
+/// The subrequest runs in a task of its own, so the parent registers the
+/// exchange: a revocation then ends it even while it is idle.
+pub async fn forward(
+    session: &mut Session,
+    route: Route,
+    body: Bytes,
+    streams: &Arc<StreamRegistry>,
+) -> Result<()> {
+    let _registered = streams.register(route.digest(), route.upstream().name.clone());
     let spawner = session
         .subrequest_spawner
         .as_ref()

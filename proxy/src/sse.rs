@@ -9,6 +9,10 @@
 #[derive(Debug, Default)]
 pub struct SseRewriter {
     pending: Vec<u8>,
+    /// Where in `pending` the search for the event's end resumes: the lines
+    /// before it are known complete and non-empty, so each byte is scanned
+    /// once however the event is chunked.
+    scanned: usize,
 }
 
 /// Largest unfinished event kept while waiting for its end (16 MiB).
@@ -30,13 +34,23 @@ impl SseRewriter {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
         let mut start = 0;
-        while let Some(end) = event_end(&self.pending[start..]) {
-            let event = &self.pending[start..start + end];
-            match rewrite_event(event, rewrite) {
-                Some(new) => out.extend_from_slice(&new),
-                None => out.extend_from_slice(event),
+        let mut from = self.scanned;
+        loop {
+            match event_end(&self.pending[start..], from) {
+                Ok(end) => {
+                    let event = &self.pending[start..start + end];
+                    match rewrite_event(event, rewrite) {
+                        Some(new) => out.extend_from_slice(&new),
+                        None => out.extend_from_slice(event),
+                    }
+                    start += end;
+                    from = 0;
+                }
+                Err(resume) => {
+                    self.scanned = resume;
+                    break;
+                }
             }
-            start += end;
         }
         self.pending.drain(..start);
         if self.pending.len() > MAX_EVENT_BYTES {
@@ -47,6 +61,7 @@ impl SseRewriter {
 
     /// At end of stream: whatever unfinished event is left, unchanged.
     pub fn finish(&mut self) -> Vec<u8> {
+        self.scanned = 0;
         std::mem::take(&mut self.pending)
     }
 }
@@ -54,8 +69,8 @@ impl SseRewriter {
 /// Splits a buffer into lines, each with its terminator (`\r\n`, `\n` or `\r`).
 /// A trailing `\r` ends an empty line (the event is complete either way), but
 /// is held back after text: its `\n` may be in the next chunk.
-fn lines(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut pos = 0;
+fn lines(buf: &[u8], from: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut pos = from;
     std::iter::from_fn(move || {
         let rest = &buf[pos..];
         let i = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
@@ -70,9 +85,17 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
-/// Length of the first complete event (through its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    lines(buf).find(|&(len, _)| len == 0).map(|(_, end)| end)
+/// Length of the first complete event (through its blank line), scanning
+/// from line start `from`; else `Err` with where the next scan may resume.
+fn event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let mut resume = from;
+    for (len, next) in lines(buf, from) {
+        if len == 0 {
+            return Ok(next);
+        }
+        resume = next;
+    }
+    Err(resume)
 }
 
 fn rewrite_event(
@@ -83,7 +106,7 @@ fn rewrite_event(
     let mut others: Vec<&[u8]> = Vec::new();
     let mut has_data = false;
     let mut start = 0;
-    for (len, next) in lines(event) {
+    for (len, next) in lines(event, 0) {
         let line = &event[start..start + len];
         start = next;
         if len == 0 {
@@ -153,6 +176,27 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run(&bytes), want);
+    }
+
+    #[test]
+    fn a_large_event_in_small_chunks_is_rewritten_once() {
+        let data = "x".repeat(200_000);
+        let stream = format!("data: {data}\r\ndata: y\r\n\r\n");
+        let mut r = SseRewriter::default();
+        let mut out = Vec::new();
+        let mut calls = 0;
+        let mut count = |d: &[u8]| {
+            calls += 1;
+            upper(d)
+        };
+        for c in stream.as_bytes().chunks(97) {
+            out.extend(r.push(c, &mut count).unwrap());
+        }
+        assert_eq!(calls, 1);
+        assert_eq!(
+            out,
+            format!("data: {}\ndata: Y\n\n", data.to_uppercase()).into_bytes()
+        );
     }
 
     #[test]
