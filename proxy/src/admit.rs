@@ -17,6 +17,7 @@ use crate::error::Refusal;
 use crate::filter::ListIds;
 use crate::http_headers::{bearer_digest, check_host_and_origin};
 use crate::jsonrpc;
+use crate::sessions::SessionSeal;
 
 /// An admitted request: who, to which server, and what to filter.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct Route {
     pub list_ids: ListIds,
     /// The id to answer with if the gateway itself must reply (single requests).
     pub reply_id: Option<serde_json::Value>,
+    /// The upstream's own session id, unsealed from the caller's `Mcp-Session-Id`.
+    pub upstream_session: Option<String>,
 }
 
 impl Route {
@@ -145,6 +148,7 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
         body_len: None,
         list_ids: ListIds::None,
         reply_id: None,
+        upstream_session: None,
     })
 }
 
@@ -152,6 +156,7 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
 pub async fn admit(
     session: &mut Session,
     store: &ArcSwap<Snapshot>,
+    seal: &SessionSeal,
 ) -> Result<Admitted, AdmitError> {
     let snapshot = store.load_full();
     let req = session.req_header();
@@ -159,6 +164,14 @@ pub async fn admit(
     check_host_and_origin(req, &snapshot.settings)?;
     let digest = bearer_digest(req)?;
     let mut route = authorize(&snapshot, digest, server)?;
+    if let Some(presented) = req.headers.get("mcp-session-id") {
+        // Only the caller the session was opened for may use it.
+        let presented = presented.to_str().unwrap_or("");
+        let upstream = seal
+            .open(&digest, presented)
+            .ok_or(Refusal::UnknownSession)?;
+        route.upstream_session = Some(upstream.to_string());
+    }
     let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers

@@ -37,6 +37,9 @@ pub enum Refusal {
     /// The `Host` is not one of the gateway's names (DNS-rebinding protection).
     #[error("host {0:?} is not one of this gateway's names (gateway.allowed_hosts)")]
     HostNotAllowed(String),
+    /// An `Mcp-Session-Id` this caller was not given (or from another gateway key).
+    #[error("unknown MCP session: initialize a new one")]
+    UnknownSession,
     /// An HTTP method MCP does not use.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -117,6 +120,7 @@ impl Refusal {
             }
             Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::HostNotAllowed(_) => (421, rpc_error(None, ACCESS_REFUSED, &message)),
+            Refusal::UnknownSession => (404, rpc_error(None, INVALID_REQUEST, &message)),
             Refusal::MethodNotAllowed => {
                 headers.push(("allow", "GET, POST, DELETE".to_string()));
                 (405, rpc_error(None, INVALID_REQUEST, &message))

@@ -18,6 +18,7 @@ use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
 use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
+use crate::sessions::SessionSeal;
 use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
 use crate::tls::CaCache;
@@ -27,16 +28,22 @@ pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
     streams: Arc<StreamRegistry>,
     private_cas: CaCache,
+    seal: SessionSeal,
 }
 
 impl Gateway {
     /// A gateway serving whatever snapshot `snapshots` holds; open event
     /// streams are tracked in `streams`.
-    pub fn new(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) -> Self {
+    pub fn new(
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        streams: Arc<StreamRegistry>,
+        seal: SessionSeal,
+    ) -> Self {
         Gateway {
             snapshots,
             streams,
             private_cas: CaCache::default(),
+            seal,
         }
     }
 }
@@ -83,7 +90,7 @@ impl ProxyHttp for Gateway {
         let (route, body) = match large_body::take_checked_route(session) {
             // A subrequest carrying a body its parent already checked.
             Some(route) => (route, None),
-            None => match admit::admit(session, &self.snapshots).await {
+            None => match admit::admit(session, &self.snapshots, &self.seal).await {
                 Ok(Admitted { route, body }) => (route, body),
                 Err(admit::AdmitError::Refused(refusal)) => {
                     respond(session, &refusal).await?;
@@ -188,6 +195,9 @@ impl ProxyHttp for Gateway {
         if let Some((name, value)) = &up.credential {
             req.insert_header(name.clone(), value.clone())?;
         }
+        if let Some(sid) = &route.upstream_session {
+            req.insert_header("mcp-session-id", sid.as_str())?;
+        }
         if let Some(len) = route.body_len {
             // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
             req.remove_header(&http::header::CONTENT_ENCODING);
@@ -219,6 +229,10 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
+        if let Some(sid) = resp.headers.get("mcp-session-id") {
+            let sealed = self.seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+            resp.insert_header("mcp-session-id", sealed)?;
+        }
         if content_type.starts_with(b"text/event-stream") {
             // Re-check first: a sweep that ran before this registration must not be missed.
             route.refresh(&self.snapshots).map_err(|r| {

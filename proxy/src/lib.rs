@@ -20,6 +20,7 @@ pub mod large_body;
 pub mod reload;
 pub mod remote;
 pub mod server;
+pub mod sessions;
 pub mod sse;
 pub mod streams;
 pub mod tls;

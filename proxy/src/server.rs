@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::gateway::Gateway;
+use crate::sessions::SessionSeal;
 use crate::streams::{StreamRegistry, CONNECTION};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +49,8 @@ pub fn start(
     let addr = listener.local_addr()?;
     let conf = Arc::new(ServerConf::default());
     let streams = Arc::new(StreamRegistry::default());
-    let mut proxy = HttpProxy::new(Gateway::new(snapshots.clone(), streams.clone()), conf);
+    let seal = SessionSeal::random()?;
+    let mut proxy = HttpProxy::new(Gateway::new(snapshots.clone(), streams.clone(), seal), conf);
     proxy.handle_init_modules();
     let proxy = Arc::new(proxy);
     let (shutdown, watch) = watch::channel(false);

@@ -91,7 +91,11 @@ async fn credential_injected_and_gateway_token_never_forwarded() {
         seen[2].headers.get("x-hop").is_none(),
         "Connection-listed headers are hop-by-hop"
     );
-    assert_eq!(seen[2].headers["mcp-session-id"], sid.as_str());
+    // The upstream sees its own session id; the agent holds it sealed to its token.
+    assert_eq!(
+        seen[2].headers["mcp-session-id"],
+        sid.rsplit_once('.').unwrap().0
+    );
     gw.stop().await;
 }
 
@@ -300,5 +304,65 @@ async fn tool_lists_are_filtered_whatever_the_id_spelling() {
             r.body
         );
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_the_token_that_opened_it() {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    let url = gw.url("demo");
+    let alices = open_session(&url, ALICE).await;
+    let h = |sid: &str| {
+        vec![
+            ("mcp-session-id", sid.to_string()),
+            ("mcp-protocol-version", "2025-06-18".to_string()),
+        ]
+    };
+    let as_refs = |v: &Vec<(&'static str, String)>| {
+        v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let hv = as_refs(&h(&alices));
+    let hs: Vec<(&str, &str)> = hv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // bob learned alice's session id: he can neither use it nor end it.
+    let r = post(
+        &url,
+        Some(BOB),
+        call(1, "search_issues", json!({"query": "x"})),
+        &hs,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let del = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(BOB)
+        .header("mcp-session-id", &alices)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 404);
+    // The upstream's raw id is not accepted either.
+    let raw = alices.rsplit_once('.').unwrap().0.to_string();
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(2, "search_issues", json!({"query": "x"})),
+        &[("mcp-session-id", raw.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // alice's own requests work, and the upstream sees its own id.
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(3, "search_issues", json!({"query": "Login"})),
+        &hs,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        upstream.requests().last().unwrap().headers["mcp-session-id"],
+        raw.as_str()
+    );
     gw.stop().await;
 }

@@ -1,0 +1,76 @@
+//! Binding upstream MCP sessions to the caller that opened them.
+//!
+//! Every agent reaches an upstream with the same gateway credential, so the
+//! upstream cannot tell agents apart: without this, anyone granted the server
+//! who learns a session id could answer its sampling requests, read its
+//! stream or end it. The gateway therefore hands agents a sealed session id,
+//! `<upstream id>.<tag>` with tag = HMAC-SHA256(key, token digest, upstream id),
+//! and accepts it only from the same token. Stateless: any replica holding the
+//! key can check it; a gateway with a new key answers 404, after which MCP
+//! clients re-initialize.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Hex characters of the tag kept (128 bits).
+const TAG_HEX: usize = 32;
+
+/// The sealing key.
+pub struct SessionSeal {
+    key: [u8; 32],
+}
+
+impl SessionSeal {
+    /// A seal with a fresh random key (sessions do not survive a restart).
+    pub fn random() -> std::io::Result<SessionSeal> {
+        let mut key = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key)?;
+        Ok(SessionSeal { key })
+    }
+
+    fn tag(&self, digest: &[u8; 32], upstream_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(digest);
+        mac.update(upstream_id.as_bytes());
+        let mut tag = hex::encode(mac.finalize().into_bytes());
+        tag.truncate(TAG_HEX);
+        tag
+    }
+
+    /// The session id to give the caller with token `digest`.
+    pub fn seal(&self, digest: &[u8; 32], upstream_id: &str) -> String {
+        format!("{upstream_id}.{}", self.tag(digest, upstream_id))
+    }
+
+    /// The upstream session id, if `presented` was sealed for this caller.
+    pub fn open<'a>(&self, digest: &[u8; 32], presented: &'a str) -> Option<&'a str> {
+        let (upstream_id, tag) = presented.rsplit_once('.')?;
+        let expected = self.tag(digest, upstream_id);
+        // Constant-time comparison.
+        let same = tag.len() == expected.len()
+            && tag
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        same.then_some(upstream_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionSeal;
+
+    #[test]
+    fn only_the_same_token_opens_a_session() {
+        let seal = SessionSeal::random().unwrap();
+        let (alice, bob) = ([1u8; 32], [2u8; 32]);
+        let sealed = seal.seal(&alice, "abc-123");
+        assert_eq!(seal.open(&alice, &sealed), Some("abc-123"));
+        assert_eq!(seal.open(&bob, &sealed), None);
+        assert_eq!(seal.open(&alice, "abc-123"), None);
+        assert_eq!(seal.open(&alice, &sealed.replace("abc", "abd")), None);
+        let other = SessionSeal::random().unwrap();
+        assert_eq!(other.open(&alice, &sealed), None);
+    }
+}
