@@ -69,6 +69,9 @@ enum ResponseMode {
     Replace(Vec<u8>),
 }
 
+/// Idle time allowed between requests on a keep-alive connection.
+const KEEPALIVE_IDLE_SECS: u64 = 60;
+
 /// Largest JSON response buffered for `tools/list` filtering (64 MiB).
 const MAX_FILTERED_JSON: usize = 64 * 1024 * 1024;
 
@@ -99,6 +102,8 @@ impl ProxyHttp for Gateway {
                 Err(admit::AdmitError::Io(e)) => return Err(e),
             },
         };
+        // An idle keep-alive connection is closed after this many seconds.
+        session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
         if route.list_ids.is_active() {
             // Responses we must rewrite are read decoded, whatever the upstream sends.
             session

@@ -96,12 +96,20 @@ async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamR
     }
 }
 
+/// Most agent connections served at once.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<HttpProxy<Gateway>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, stop accepting until a connection ends (the kernel backlog holds the rest).
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -115,6 +123,7 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         let cancel = CancellationToken::new();
         tokio::spawn(CONNECTION.scope(cancel.clone(), async move {
+            let _slot = slot;
             let serve = async {
                 let mut stream: Stream = Box::new(L4Stream::from(tcp));
                 // Keep-alive: Pingora hands the stream back after each request.
