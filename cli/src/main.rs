@@ -1,7 +1,172 @@
-//! The `toolgate` binary: see `toolgate --help`.
+//! The `toolgate` binary: gateway, control plane and operator CLI.
+//! See `toolgate --help`.
 
-mod cli;
+mod ops;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// toolgate: an MCP registry and gateway.
+#[derive(Debug, Parser)]
+#[command(name = "toolgate", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process: control plane (embedded SQLite), gateway
+    /// following it, and the demo MCP server. The quick start.
+    Up {
+        /// The catalog directory.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// Where the database, the snapshot cache and the generated tokens live.
+        #[arg(long, default_value = ".toolgate")]
+        data: PathBuf,
+        /// Address agents connect to.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Address of the control plane API.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        api: SocketAddr,
+    },
+    /// Run the gateway: on a config directory (hot-reloaded), or following a
+    /// control plane (`--control-plane URL`, proxy token in TOOLGATE_PROXY_TOKEN).
+    Proxy {
+        /// The catalog directory (file mode).
+        #[arg(long, default_value = "config", conflicts_with = "control_plane")]
+        config: PathBuf,
+        /// Follow this control plane instead of a config directory.
+        #[arg(long)]
+        control_plane: Option<String>,
+        /// The last good snapshot from the control plane (mode 0600).
+        #[arg(long, default_value = "toolgate-snapshot.json")]
+        cache: PathBuf,
+        /// Address agents connect to.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also run the demo MCP server on 127.0.0.1:9300 (the example config's `demo`).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the control plane (admin token in TOOLGATE_ADMIN_TOKEN, proxy
+    /// token in TOOLGATE_PROXY_TOKEN).
+    ControlPlane {
+        /// The catalog directory.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// The SQLite database.
+        #[arg(long, default_value = "toolgate.db")]
+        db: PathBuf,
+        /// API address.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+    },
+    /// Run only the demo MCP server.
+    DemoServer {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9300")]
+        listen: SocketAddr,
+        /// Require this bearer token, read from a file.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Validate config files offline.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Registered servers (control plane API: TOOLGATE_URL, TOOLGATE_ADMIN_TOKEN).
+    Server {
+        #[command(subcommand)]
+        command: ops::ServerCommand,
+    },
+    /// Gateway tokens issued by the control plane.
+    Pat {
+        #[command(subcommand)]
+        command: ops::PatCommand,
+    },
+    /// Secrets held by the control plane (write-only).
+    Secret {
+        #[command(subcommand)]
+        command: ops::SecretCommand,
+    },
+    /// A token and digest for config files (no control plane needed).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and compile a config directory; print every error with file and field.
+    Check {
+        /// The catalog directory.
+        #[arg(default_value = "config")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random token and the SHA-256 digest to put in config.
+    New,
+}
 
 fn main() -> anyhow::Result<()> {
-    cli::run()
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up {
+            config,
+            data,
+            listen,
+            api,
+        } => run::runtime(None)?.block_on(run::up(config, data, listen, api)),
+        Command::Proxy {
+            config,
+            control_plane,
+            cache,
+            listen,
+            threads,
+            demo,
+        } => {
+            run::runtime(threads)?.block_on(run::proxy(config, control_plane, cache, listen, demo))
+        }
+        Command::ControlPlane { config, db, listen } => {
+            run::runtime(None)?.block_on(run::control_plane(config, db, listen))
+        }
+        Command::DemoServer { listen, token_file } => {
+            run::runtime(Some(1))?.block_on(run::demo_server(listen, token_file))
+        }
+        Command::Config {
+            command: ConfigCommand::Check { dir },
+        } => run::config_check(&dir),
+        Command::Server { command } => run::runtime(Some(1))?.block_on(ops::server(command)),
+        Command::Pat { command } => run::runtime(Some(1))?.block_on(ops::pat(command)),
+        Command::Secret { command } => run::runtime(Some(1))?.block_on(ops::secret(command)),
+        Command::Token {
+            command: TokenCommand::New,
+        } => {
+            let token = toolgate_control_plane::api::new_token().map_err(anyhow::Error::msg)?;
+            println!("token:  {token}");
+            println!("sha256: {}", hex::encode(catalog::token_digest(&token)));
+            println!("Give the token to its owner once; put only the sha256 in config.");
+            Ok(())
+        }
+    }
 }

@@ -209,6 +209,19 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // The database holds secrets: create it readable by its owner only
+        // (SQLite gives its -wal and -shm files the same mode).
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("cannot create {}: {e}", path.display()))
+                })?;
+        }
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -1,0 +1,222 @@
+//! Long-running commands: gateway, control plane, `up`, demo server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use toolgate_control_plane::api::{new_token, ApiKeys};
+use toolgate_control_plane::registry::Registry;
+use toolgate_control_plane::store::SqliteStore;
+use toolgate_proxy::demo::{self, DemoOptions};
+use toolgate_proxy::reload::{resolve_secret, ConfigDir};
+use toolgate_proxy::remote::ControlPlane;
+
+/// A Tokio runtime with `threads` workers (default: one per core).
+pub fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?)
+}
+
+/// `toolgate config check DIR`.
+pub fn config_check(dir: &Path) -> anyhow::Result<()> {
+    let snapshot = ConfigDir::new(dir).compile(1)?;
+    println!(
+        "{}: valid ({} routable servers, {} policy classes)",
+        dir.display(),
+        snapshot.upstream_count(),
+        snapshot.class_count()
+    );
+    Ok(())
+}
+
+/// `toolgate proxy`: file mode or following a control plane.
+pub async fn proxy(
+    config: PathBuf,
+    control_plane: Option<String>,
+    cache: PathBuf,
+    listen: SocketAddr,
+    demo: bool,
+) -> anyhow::Result<()> {
+    let store = match control_plane {
+        Some(url) => {
+            let token = std::env::var("TOOLGATE_PROXY_TOKEN")
+                .context("TOOLGATE_PROXY_TOKEN must hold the proxy token")?;
+            follow(ControlPlane { url, token, cache }).await?
+        }
+        None => {
+            let dir = ConfigDir::new(&config);
+            let (snapshot, since) = dir
+                .compile_initial()
+                .with_context(|| format!("config {} is invalid", config.display()))?;
+            let store = Arc::new(ArcSwap::from_pointee(snapshot));
+            tokio::spawn(dir.watch(store.clone(), Duration::from_millis(250), since));
+            store
+        }
+    };
+    if demo {
+        start_demo(&config).await?;
+    }
+    serve_gateway(listen, store).await
+}
+
+async fn follow(remote: ControlPlane) -> anyhow::Result<Arc<ArcSwap<catalog::Snapshot>>> {
+    let snapshot = remote.bootstrap().await?;
+    let store = Arc::new(ArcSwap::from_pointee(snapshot));
+    tokio::spawn(remote.follow(store.clone()));
+    Ok(store)
+}
+
+async fn start_demo(config: &Path) -> anyhow::Result<()> {
+    let token = resolve_secret(config, "file:secrets/demo-upstream-token").ok();
+    let listener = TcpListener::bind("127.0.0.1:9300")
+        .await
+        .context("demo server: binding 127.0.0.1:9300")?;
+    let options = DemoOptions {
+        token,
+        json_response: false,
+        sessions: true,
+    };
+    tokio::spawn(demo::serve(listener, options, CancellationToken::new()));
+    tracing::info!("demo MCP server on 127.0.0.1:9300/mcp");
+    Ok(())
+}
+
+async fn serve_gateway(
+    listen: SocketAddr,
+    store: Arc<ArcSwap<catalog::Snapshot>>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let handle = toolgate_proxy::server::start(listener, store)?;
+    tracing::info!(addr = %handle.addr, "toolgate gateway: agents connect to http://{}/mcp/<server>", handle.addr);
+    wait_for_stop_signal().await?;
+    handle.stop().await;
+    Ok(())
+}
+
+fn api_keys(admin: &str, proxy: &str) -> ApiKeys {
+    ApiKeys {
+        admins: vec![("admin".to_string(), catalog::token_digest(admin))],
+        proxies: vec![catalog::token_digest(proxy)],
+    }
+}
+
+async fn start_control_plane(
+    config: &Path,
+    db: &Path,
+    listen: SocketAddr,
+    keys: ApiKeys,
+) -> anyhow::Result<SocketAddr> {
+    let store = SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let registry = Registry::open(config, Box::new(store))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let handle =
+        toolgate_control_plane::serve::start(listener, registry, keys, Duration::from_millis(250))?;
+    tracing::info!(addr = %handle.addr, "control plane API (OpenAPI at /openapi.json)");
+    let addr = handle.addr;
+    // Runs until the process stops.
+    std::mem::forget(handle);
+    Ok(addr)
+}
+
+/// `toolgate control-plane`.
+pub async fn control_plane(config: PathBuf, db: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+    let admin = std::env::var("TOOLGATE_ADMIN_TOKEN")
+        .context("TOOLGATE_ADMIN_TOKEN must hold the admin token")?;
+    let proxy = std::env::var("TOOLGATE_PROXY_TOKEN")
+        .context("TOOLGATE_PROXY_TOKEN must hold the proxy token")?;
+    start_control_plane(&config, &db, listen, api_keys(&admin, &proxy)).await?;
+    wait_for_stop_signal().await
+}
+
+/// A token kept in `path` (mode 0600), created on first use.
+fn token_file(path: &Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        return Ok(t.trim().to_string());
+    }
+    let token = new_token().map_err(anyhow::Error::msg)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, token.as_bytes())?;
+    Ok(token)
+}
+
+/// `toolgate up`: control plane + gateway + demo server in one process.
+pub async fn up(
+    config: PathBuf,
+    data: PathBuf,
+    listen: SocketAddr,
+    api: SocketAddr,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let admin = match std::env::var("TOOLGATE_ADMIN_TOKEN") {
+        Ok(t) => t,
+        Err(_) => token_file(&data.join("admin-token"))?,
+    };
+    let proxy = token_file(&data.join("proxy-token"))?;
+    start_demo(&config).await?;
+    let api = start_control_plane(
+        &config,
+        &data.join("toolgate.db"),
+        api,
+        api_keys(&admin, &proxy),
+    )
+    .await?;
+    let store = follow(ControlPlane {
+        url: format!("http://{api}"),
+        token: proxy,
+        cache: data.join("snapshot.json"),
+    })
+    .await?;
+    tracing::info!(
+        "operator CLI: export TOOLGATE_URL=http://{api} TOOLGATE_ADMIN_TOKEN=$(cat {})",
+        data.join("admin-token").display()
+    );
+    serve_gateway(listen, store).await
+}
+
+/// `toolgate demo-server`.
+pub async fn demo_server(listen: SocketAddr, token_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let token = token_file
+        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?
+        .map(|t| t.trim().to_string());
+    let listener = TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "demo MCP server at /mcp");
+    let options = DemoOptions {
+        token,
+        json_response: true,
+        sessions: true,
+    };
+    demo::serve(listener, options, CancellationToken::new()).await;
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
