@@ -223,5 +223,9 @@ fn build_upstream(
         host_header,
         credential,
         tls_ca_pem,
+        offered: s
+            .offered_tools
+            .as_ref()
+            .map(|names| names.iter().map(|n| Box::<str>::from(n.as_str())).collect()),
     })
 }

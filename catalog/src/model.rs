@@ -107,6 +107,10 @@ pub struct Server {
     /// Tools the operator declares up front (discovery adds more later).
     #[serde(default)]
     pub tools: Vec<ToolDecl>,
+    /// When set, only these tools are offered to agents (set by the control
+    /// plane from pinned, unchanged tool definitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_tools: Option<Vec<String>>,
 }
 
 /// Registry approval state of a server.

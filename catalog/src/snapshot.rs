@@ -123,6 +123,8 @@ pub struct Upstream {
     pub credential: Option<(HeaderName, HeaderValue)>,
     /// PEM bundle of the CAs trusted for this upstream (else system roots).
     pub tls_ca_pem: Option<Arc<str>>,
+    /// When set, the only tools offered (pinned and unchanged).
+    pub offered: Option<std::collections::HashSet<Box<str>>>,
 }
 
 impl Snapshot {
@@ -158,8 +160,12 @@ impl Snapshot {
         matches!(self.grant(class, server), Grant::Tools(_))
     }
 
-    /// May the class call `tool` on the server?
+    /// May the class call `tool` on the server? (Granted, and offered.)
     pub fn can_call(&self, class: ClassId, server: ServerId, tool: &str) -> bool {
+        let offered = &self.upstreams[server as usize].offered;
+        if offered.as_ref().is_some_and(|o| !o.contains(tool)) {
+            return false;
+        }
         match self.grant(class, server) {
             Grant::None => false,
             Grant::Tools(rules) => rules.allows(tool),

@@ -13,10 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use catalog::model::{ApprovalStatus, PrincipalKind, Server};
+use catalog::model::{ApprovalStatus, PrincipalKind, Server, UpstreamAuth};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::discovery::{discover, review, Credential, PinnedTool, Review, ToolDefinition};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{Mutation, Outcome, StoreError, StoredPrincipal};
 
@@ -53,6 +54,8 @@ pub fn app(registry: Arc<Registry>, keys: ApiKeys) -> Router {
         .route("/v1/snapshot/version", get(snapshot_version))
         .route("/v1/servers", get(list_servers).post(register_server))
         .route("/v1/servers/{name}", get(show_server))
+        .route("/v1/servers/{name}/discover", post(discover_tools))
+        .route("/v1/servers/{name}/tools", get(tool_review))
         .route("/v1/servers/{name}/{action}", post(server_action))
         .route("/v1/teams", get(list_teams))
         .route("/v1/policies", get(list_policies))
@@ -288,6 +291,103 @@ async fn server_action(
         },
     )?;
     Ok(Json(json!({"name": name, "status": status})))
+}
+
+/// The server's definition and its credential, from the current document.
+fn server_and_credential(s: &AppState, name: &str) -> ApiResult<(Server, Credential)> {
+    let current = s.registry.current();
+    let server = current
+        .document
+        .sources
+        .iter()
+        .flat_map(|(_, d)| d.servers.iter())
+        .find(|sv| sv.name == name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no server {name:?}")))?;
+    let secret = |reference: &str| {
+        current
+            .document
+            .secrets
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("the credential {reference} of {name:?} is not available"),
+                )
+            })
+    };
+    let credential = match &server.auth {
+        UpstreamAuth::None => Credential::None,
+        UpstreamAuth::Bearer { secret: r } => Credential::Bearer(secret(r)?),
+        UpstreamAuth::Header { header, secret: r } => Credential::Header {
+            name: header.clone(),
+            value: secret(r)?,
+        },
+    };
+    Ok((server, credential))
+}
+
+fn review_of(s: &AppState, name: &str) -> ApiResult<Review> {
+    let state = s.registry.store().state().map_err(RegistryError::from)?;
+    let pins: Vec<PinnedTool> = state
+        .pinned
+        .iter()
+        .filter(|(sv, _, _)| sv == name)
+        .map(|(_, n, fp)| PinnedTool {
+            name: n.clone(),
+            fingerprint: fp.clone(),
+        })
+        .collect();
+    let discovered: Vec<ToolDefinition> = state
+        .discovered
+        .iter()
+        .filter(|(sv, _, _, _)| sv == name)
+        .filter_map(|(_, _, _, def)| serde_json::from_str::<Value>(def).ok())
+        .filter_map(|raw| ToolDefinition::from_raw(raw).ok())
+        .collect();
+    Ok(review(&pins, &discovered))
+}
+
+/// Connects to the server with its credential, lists its tools and stores
+/// them; returns the review against the pinned definitions.
+async fn discover_tools(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = admin(&s, &headers)?;
+    let (server, credential) = server_and_credential(&s, &name)?;
+    let tools = discover(&server.endpoint, &credential, Duration::from_secs(20))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let rows = tools
+        .iter()
+        .map(|t| (t.name().to_string(), t.fingerprint(), t.raw().to_string()))
+        .collect();
+    s.registry.apply(
+        &actor,
+        Mutation::RecordDiscovery {
+            server: name.clone(),
+            tools: rows,
+        },
+    )?;
+    let review = review_of(&s, &name)?;
+    Ok(Json(
+        json!({"server": name, "needs_review": review.needs_review(), "offerable": review.offerable(), "tools": review.tools}),
+    ))
+}
+
+async fn tool_review(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    let review = review_of(&s, &name)?;
+    Ok(Json(
+        json!({"server": name, "needs_review": review.needs_review(), "offerable": review.offerable(), "tools": review.tools}),
+    ))
 }
 
 async fn list_teams(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {

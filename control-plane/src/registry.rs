@@ -227,12 +227,44 @@ fn resolve(config_dir: &Path, state: &RuntimeState, reference: &str) -> Result<S
     }
 }
 
+/// For a server with pinned tools: those whose latest discovery matches the
+/// pin. A changed or added tool is withheld until approved again.
+fn offered_tools(state: &RuntimeState, server: &str) -> Option<Vec<String>> {
+    let pins: Vec<_> = state
+        .pinned
+        .iter()
+        .filter(|(s, _, _)| s == server)
+        .collect();
+    if pins.is_empty() {
+        return None;
+    }
+    let discovered: Vec<_> = state
+        .discovered
+        .iter()
+        .filter(|(s, _, _, _)| s == server)
+        .collect();
+    Some(
+        pins.iter()
+            .filter(|(_, name, fp)| {
+                discovered.is_empty()
+                    || discovered
+                        .iter()
+                        .any(|(_, n, dfp, _)| n == name && dfp == fp)
+            })
+            .map(|(_, name, _)| name.clone())
+            .collect(),
+    )
+}
+
 /// Applies approvals, offboarding and API-issued tokens to every source.
 fn overlay(sources: &mut [(String, ConfigFile)], state: &RuntimeState) {
     for (_, doc) in sources.iter_mut() {
         for server in &mut doc.servers {
             if let Some((_, status)) = state.statuses.iter().find(|(n, _)| *n == server.name) {
                 server.status = *status;
+            }
+            if let Some(offered) = offered_tools(state, &server.name) {
+                server.offered_tools = Some(offered);
             }
         }
         for principal in &mut doc.principals {

@@ -14,7 +14,10 @@ use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 /// Migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_tools.sql"),
+];
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,10 @@ pub struct RuntimeState {
     pub statuses: Vec<(String, ApprovalStatus)>,
     /// Secret values by name.
     pub secrets: Vec<(String, String)>,
+    /// Latest discovered tools by server: `(server, name, fingerprint, definition JSON)`.
+    pub discovered: Vec<(String, String, String, String)>,
+    /// Pinned (approved) tools: `(server, name, fingerprint)`.
+    pub pinned: Vec<(String, String, String)>,
 }
 
 /// One recorded mutation.
@@ -130,6 +137,13 @@ pub enum Mutation {
         /// New status.
         status: ApprovalStatus,
     },
+    /// Replace a server's discovered tools: `(name, fingerprint, definition JSON)`.
+    RecordDiscovery {
+        /// Server name.
+        server: String,
+        /// The tools found.
+        tools: Vec<(String, String, String)>,
+    },
     /// Set or rotate a secret.
     SetSecret {
         /// Secret name (referenced as `store:NAME`).
@@ -167,6 +181,11 @@ impl Mutation {
                 format!("status={status:?}"),
             ),
             Mutation::SetSecret { name, .. } => ("secret.set", name.clone(), String::new()),
+            Mutation::RecordDiscovery { server, tools } => (
+                "server.discover",
+                server.clone(),
+                format!("{} tools", tools.len()),
+            ),
         }
     }
 }
@@ -408,7 +427,37 @@ fn write(tx: &Transaction, actor: &str, m: &Mutation) -> Result<Outcome, StoreEr
                 )));
             }
         }
+        Mutation::RecordDiscovery { server, tools } => {
+            tx.execute(
+                "DELETE FROM discovered_tools WHERE server = ?1",
+                params![server],
+            )?;
+            for (name, fingerprint, definition) in tools {
+                tx.execute(
+                    &format!("INSERT INTO discovered_tools (server, name, fingerprint, definition, discovered_at) VALUES (?1, ?2, ?3, ?4, {NOW})"),
+                    params![server, name, fingerprint, definition],
+                )?;
+            }
+        }
         Mutation::SetStatus { server, status } => {
+            if *status == ApprovalStatus::Approved {
+                // Approval pins the definitions discovered so far (if any).
+                let discovered: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM discovered_tools WHERE server = ?1",
+                    params![server],
+                    |r| r.get(0),
+                )?;
+                if discovered > 0 {
+                    tx.execute(
+                        "DELETE FROM pinned_tools WHERE server = ?1",
+                        params![server],
+                    )?;
+                    tx.execute(
+                        &format!("INSERT INTO pinned_tools (server, name, fingerprint, pinned_by, pinned_at) SELECT server, name, fingerprint, ?2, {NOW} FROM discovered_tools WHERE server = ?1"),
+                        params![server, actor],
+                    )?;
+                }
+            }
             tx.execute(
                 &format!("INSERT OR REPLACE INTO server_status (server, status, changed_by, changed_at) VALUES (?1, ?2, ?3, {NOW})"),
                 params![server, status_text(*status), actor],
@@ -474,6 +523,17 @@ fn read_state(conn: &Connection) -> Result<RuntimeState, StoreError> {
         let (server, status) = row?;
         state.statuses.push((server, parse_status(&status)?));
     }
+    let mut stmt = conn.prepare(
+        "SELECT server, name, fingerprint, definition FROM discovered_tools ORDER BY server, name",
+    )?;
+    state.discovered = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt =
+        conn.prepare("SELECT server, name, fingerprint FROM pinned_tools ORDER BY server, name")?;
+    state.pinned = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare("SELECT name, value FROM secrets ORDER BY name")?;
     state.secrets = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
