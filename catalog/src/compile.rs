@@ -1,6 +1,6 @@
 //! Compile a validated [`Catalog`] into an immutable [`Snapshot`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue};
 use crate::endpoint::Endpoint;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::load::{Catalog, Located};
-use crate::model::{ApprovalStatus, Policy, Rule, Server, UpstreamAuth};
+use crate::model::{ApprovalStatus, Policy, Rule, Server, UpstreamAuth, HINT_DEFAULTS};
 use crate::pattern::Pattern;
 use crate::snapshot::*;
 
@@ -136,32 +136,76 @@ fn build_class(policies: &[&Policy], servers: &[&Located<Server>]) -> PolicyClas
     PolicyClass { grants }
 }
 
+/// A rule's tool pattern with the annotation values it requires.
+struct ToolMatcher<'a> {
+    pattern: Pattern,
+    hints: &'a BTreeMap<String, bool>,
+}
+
+impl ToolMatcher<'_> {
+    /// Do the tool's annotations (MCP defaults where unset) have the required values?
+    fn hints_hold(&self, annotations: &BTreeMap<String, bool>) -> bool {
+        self.hints.iter().all(|(hint, want)| {
+            let default = HINT_DEFAULTS
+                .iter()
+                .find(|(h, _)| h == hint)
+                .map(|(_, d)| *d);
+            annotations.get(hint).copied().or(default) == Some(*want)
+        })
+    }
+
+    fn matches(&self, name: &str, annotations: &BTreeMap<String, bool>) -> bool {
+        self.pattern.matches(name) && self.hints_hold(annotations)
+    }
+}
+
 fn build_grant(policies: &[&Policy], server: &Server) -> Grant {
-    let patterns = |rules: fn(&Policy) -> &Vec<Rule>| -> Vec<Pattern> {
+    let matchers = |rules: fn(&Policy) -> &Vec<Rule>| -> Vec<ToolMatcher<'_>> {
         policies
             .iter()
             .flat_map(|p| rules(p).iter())
             .filter(|r| Pattern::new(&r.server).matches(&server.name))
-            .flat_map(|r| r.tools.iter().map(|t| Pattern::new(t)))
+            .flat_map(|r| {
+                r.tools.iter().map(move |t| ToolMatcher {
+                    pattern: Pattern::new(t),
+                    hints: &r.annotations,
+                })
+            })
             .collect()
     };
-    let allow = patterns(|p| &p.allow);
-    let deny = patterns(|p| &p.deny);
-    if allow.is_empty() || deny.iter().any(Pattern::matches_everything) {
+    let allow = matchers(|p| &p.allow);
+    let deny = matchers(|p| &p.deny);
+    let unconditional = |m: &ToolMatcher| m.hints.is_empty() && m.pattern.matches_everything();
+    if allow.is_empty() || deny.iter().any(unconditional) {
         return Grant::None;
     }
-    let allow_all = deny.is_empty() && allow.iter().any(Pattern::matches_everything);
-    let decide =
-        |tool: &str| allow.iter().any(|p| p.matches(tool)) && !deny.iter().any(|p| p.matches(tool));
+    let decide = |name: &str, annotations: &BTreeMap<String, bool>| {
+        allow.iter().any(|m| m.matches(name, annotations))
+            && !deny.iter().any(|m| m.matches(name, annotations))
+    };
     let known = server
         .tools
         .iter()
-        .map(|t| (Box::<str>::from(t.name.as_str()), decide(&t.name)))
+        .map(|t| {
+            (
+                Box::<str>::from(t.name.as_str()),
+                decide(&t.name, &t.annotations),
+            )
+        })
         .collect();
+    // Tools the catalog does not know have the default annotations: keep the
+    // patterns of the rules that hold for those.
+    let no_annotations = BTreeMap::new();
+    let for_unknown = |ms: &[ToolMatcher]| -> Vec<Pattern> {
+        ms.iter()
+            .filter(|m| m.hints_hold(&no_annotations))
+            .map(|m| m.pattern.clone())
+            .collect()
+    };
     Grant::Tools(ToolRules {
-        allow_all,
-        allow,
-        deny,
+        allow_all: deny.is_empty() && allow.iter().any(unconditional),
+        allow: for_unknown(&allow),
+        deny: for_unknown(&deny),
         known,
     })
 }

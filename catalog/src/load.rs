@@ -277,6 +277,15 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                         "lists no tool pattern".into(),
                     );
                 }
+                for key in r.annotations.keys() {
+                    if !HINT_DEFAULTS.iter().any(|(h, _)| h == key) {
+                        err(
+                            &l.file,
+                            format!("{path}.annotations.{key}"),
+                            "unknown annotation: use readOnlyHint, destructiveHint, idempotentHint or openWorldHint".into(),
+                        );
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,8 @@
 //! Every file holds any of the top-level sections below; the loader merges them.
 //! Unknown fields are refused so a typo never silently changes meaning.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One YAML file under `config/`, before merging.
@@ -170,6 +172,9 @@ pub struct ToolDecl {
     /// Free text.
     #[serde(default)]
     pub description: String,
+    /// Annotation hints (`readOnlyHint`, ...), from the approved definition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, bool>,
 }
 
 /// A user or an agent (service account).
@@ -251,7 +256,22 @@ pub struct Rule {
     /// Tool names or globs; all tools when omitted.
     #[serde(default = "all_tools")]
     pub tools: Vec<String>,
+    /// Only tools whose annotations have these values, e.g.
+    /// `{readOnlyHint: true}`. Annotations come from approved (pinned) tool
+    /// definitions; a tool the catalog does not know has the MCP defaults
+    /// (readOnlyHint false, destructiveHint true, idempotentHint false,
+    /// openWorldHint true).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, bool>,
 }
+
+/// The MCP tool annotation hints and their defaults.
+pub const HINT_DEFAULTS: [(&str, bool); 4] = [
+    ("readOnlyHint", false),
+    ("destructiveHint", true),
+    ("idempotentHint", false),
+    ("openWorldHint", true),
+];
 
 fn all_tools() -> Vec<String> {
     vec!["*".to_string()]

@@ -242,3 +242,60 @@ fn unreadable_secret_is_an_error_naming_the_field() {
         "servers.yaml: servers[0].auth.secret: cannot read env:GH: not set"
     );
 }
+
+#[test]
+fn policies_can_select_tools_by_annotation() {
+    let servers = r#"
+servers:
+  - name: fs
+    owner: eng
+    status: approved
+    endpoint: http://127.0.0.1:1/mcp
+    tools:
+      - {name: read_file, annotations: {readOnlyHint: true, destructiveHint: false}}
+      - {name: write_file, annotations: {readOnlyHint: false, destructiveHint: false}}
+      - {name: delete_file, annotations: {destructiveHint: true}}
+"#;
+    let principals = format!(
+        "principals:\n{}{}",
+        principal("reader", "[eng]", "tok-r"),
+        principal("writer", "[ops]", "tok-w"),
+    );
+    let policies = r#"
+policies:
+  - name: read-only
+    subjects: {teams: [eng]}
+    allow: [{server: fs, annotations: {readOnlyHint: true}}]
+  - name: no-destruction
+    subjects: {teams: [ops]}
+    allow: [{server: fs}]
+    deny: [{server: fs, annotations: {destructiveHint: true}}]
+"#;
+    let s = compile_ok(&[
+        ("t", TEAMS),
+        ("s", servers),
+        ("p", &principals),
+        ("pol", policies),
+    ]);
+    let fs = s.upstream("fs").unwrap().id;
+    let r = s.authenticate(&token_digest("tok-r")).unwrap();
+    let w = s.authenticate(&token_digest("tok-w")).unwrap();
+    assert!(s.can_call(r.class, fs, "read_file"));
+    assert!(!s.can_call(r.class, fs, "write_file"));
+    assert!(
+        !s.can_call(r.class, fs, "unknown_tool"),
+        "unknown tools are not read-only"
+    );
+    assert!(s.can_call(w.class, fs, "write_file"));
+    assert!(!s.can_call(w.class, fs, "delete_file"));
+    assert!(
+        !s.can_call(w.class, fs, "unknown_tool"),
+        "unknown tools may be destructive"
+    );
+    let bad = "policies:\n  - name: p\n    subjects: {teams: [eng]}\n    allow: [{server: fs, annotations: {readonly: true}}]\n";
+    let msg = errors(&[("t", TEAMS), ("s", servers), ("pol.yaml", bad)]);
+    assert!(
+        msg.contains("pol.yaml: policies[0].allow[0].annotations.readonly: unknown annotation"),
+        "{msg}"
+    );
+}

@@ -256,6 +256,32 @@ fn offered_tools(state: &RuntimeState, server: &str) -> Option<Vec<String>> {
     )
 }
 
+/// Declares the server's discovered tools with their annotation hints, so
+/// policies can select tools by annotation.
+fn merge_discovered(server: &mut catalog::model::Server, state: &RuntimeState) {
+    for (_, name, _, definition) in state.discovered.iter().filter(|(s, ..)| *s == server.name) {
+        let raw: serde_json::Value = serde_json::from_str(definition).unwrap_or_default();
+        let annotations = raw["annotations"]
+            .as_object()
+            .map(|a| {
+                a.iter()
+                    .filter(|(k, _)| k.ends_with("Hint"))
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_bool()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let decl = catalog::model::ToolDecl {
+            name: name.clone(),
+            description: raw["description"].as_str().unwrap_or_default().to_string(),
+            annotations,
+        };
+        match server.tools.iter_mut().find(|t| t.name == *name) {
+            Some(existing) => *existing = decl,
+            None => server.tools.push(decl),
+        }
+    }
+}
+
 /// Applies approvals, offboarding and API-issued tokens to every source.
 fn overlay(sources: &mut [(String, ConfigFile)], state: &RuntimeState) {
     for (_, doc) in sources.iter_mut() {
@@ -266,6 +292,7 @@ fn overlay(sources: &mut [(String, ConfigFile)], state: &RuntimeState) {
             if let Some(offered) = offered_tools(state, &server.name) {
                 server.offered_tools = Some(offered);
             }
+            merge_discovered(server, state);
         }
         for principal in &mut doc.principals {
             if state.disabled.contains(&principal.name) {

@@ -25,6 +25,7 @@ use toolgate_proxy::remote::ControlPlane;
 const ADMIN: &str = "admin-token-for-tests";
 const PROXY: &str = "proxy-token-for-tests";
 const ALICE: &str = "tg_alice_pinning";
+const BOB: &str = "tg_bob_read_only";
 
 #[derive(Clone)]
 struct Tools(Arc<Mutex<Vec<Tool>>>);
@@ -79,9 +80,13 @@ async fn api(base: &str, method: &str, path: &str) -> (u16, Value) {
 
 /// Tool names alice sees through the gateway.
 async fn listed(url: &str) -> Vec<String> {
+    listed_by(url, ALICE).await
+}
+
+async fn listed_by(url: &str, token: &str) -> Vec<String> {
     let resp = reqwest::Client::new()
         .post(url)
-        .bearer_auth(ALICE)
+        .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
@@ -118,8 +123,9 @@ async fn eventually_listed(url: &str, want: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_tools_are_withheld_until_approved_again() {
+    let read_only = rmcp::model::ToolAnnotations::new().read_only(true);
     let tools = Tools(Arc::new(Mutex::new(vec![
-        tool("read_file", "Read a file"),
+        tool("read_file", "Read a file").with_annotations(read_only),
         tool("list_dir", "List a directory"),
     ])));
     let upstream = serve_tools(tools.clone()).await;
@@ -128,8 +134,9 @@ async fn changed_tools_are_withheld_until_approved_again() {
     let config = root.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("catalog.yaml"), format!(
-        "teams: [{{name: eng}}]\nservers:\n  - {{name: files, owner: eng, status: pending, endpoint: 'http://{upstream}/mcp'}}\nprincipals:\n  - {{name: alice, kind: user, teams: [eng], tokens: [{{name: t, sha256: {}}}]}}\npolicies:\n  - {{name: eng, subjects: {{teams: [eng]}}, allow: [{{server: files}}]}}\n",
-        hex::encode(catalog::token_digest(ALICE))
+        "teams: [{{name: eng}}]\nservers:\n  - {{name: files, owner: eng, status: pending, endpoint: 'http://{upstream}/mcp'}}\nprincipals:\n  - {{name: alice, kind: user, teams: [eng], tokens: [{{name: t, sha256: {}}}]}}\n  - {{name: bob, kind: agent, tokens: [{{name: t, sha256: {}}}]}}\npolicies:\n  - {{name: eng, subjects: {{teams: [eng]}}, allow: [{{server: files}}]}}\n  - {{name: readers, subjects: {{principals: [bob]}}, allow: [{{server: files, annotations: {{readOnlyHint: true}}}}]}}\n",
+        hex::encode(catalog::token_digest(ALICE)),
+        hex::encode(catalog::token_digest(BOB))
     )).unwrap();
     let store = SqliteStore::open(&root.path().join("toolgate.db")).unwrap();
     let registry = Registry::open(&config, Box::new(store)).unwrap();
@@ -164,6 +171,8 @@ async fn changed_tools_are_withheld_until_approved_again() {
             .unwrap();
     let url = format!("http://{}/mcp/files", proxy.addr);
     eventually_listed(&url, &["list_dir", "read_file"]).await;
+    // bob may use read-only tools only, as the approved annotations say.
+    assert_eq!(listed_by(&url, BOB).await, ["read_file"]);
 
     // Rug pull: a description changes and a tool appears.
     {
