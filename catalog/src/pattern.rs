@@ -37,6 +37,10 @@ impl Pattern {
         if self.literal {
             return &*self.text == name;
         }
+        if self.text.is_ascii() && name.is_ascii() {
+            // The common case, without allocating.
+            return glob_match(self.text.as_bytes(), name.as_bytes());
+        }
         glob_match(
             &self.text.chars().collect::<Vec<_>>(),
             &name.chars().collect::<Vec<_>>(),
@@ -45,14 +49,15 @@ impl Pattern {
 }
 
 /// Iterative glob match with single-star backtracking: linear in practice.
-fn glob_match(p: &[char], n: &[char]) -> bool {
+fn glob_match<T: Copy + PartialEq + From<u8>>(p: &[T], n: &[T]) -> bool {
+    let (any, one) = (T::from(b'*'), T::from(b'?'));
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some((pi, ni));
             pi += 1;
         } else if let Some((sp, sn)) = star {
@@ -63,7 +68,7 @@ fn glob_match(p: &[char], n: &[char]) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 #[cfg(test)]
@@ -87,6 +92,11 @@ mod tests {
         for (p, n, want) in cases {
             assert_eq!(Pattern::new(p).matches(n), want, "{p} vs {n}");
         }
+        assert!(
+            Pattern::new("ré?um*").matches("résumé_tool")
+                && !Pattern::new("r?sum").matches("résumé"),
+            "non-ASCII names match by character"
+        );
         assert!(Pattern::new("**").matches_everything());
         assert!(!Pattern::new("a*").matches_everything());
     }

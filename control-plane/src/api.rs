@@ -53,12 +53,12 @@ pub fn app(registry: Arc<Registry>, keys: ApiKeys) -> Router {
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/snapshot/version", get(snapshot_version))
         .route("/v1/servers", get(list_servers).post(register_server))
-        .route("/v1/servers/{name}", get(show_server))
+        .route("/v1/servers/{name}", get(show_server).put(update_server))
         .route("/v1/servers/{name}/discover", post(discover_tools))
         .route("/v1/servers/{name}/tools", get(tool_review))
         .route("/v1/servers/{name}/{action}", post(server_action))
-        .route("/v1/teams", get(list_teams))
-        .route("/v1/policies", get(list_policies))
+        .route("/v1/teams", get(list_teams).post(create_team))
+        .route("/v1/policies", get(list_policies).post(put_policy))
         .route(
             "/v1/principals",
             get(list_principals).post(create_principal),
@@ -257,6 +257,51 @@ async fn register_server(
     s.registry
         .apply(&actor, Mutation::RegisterServer(Box::new(server)))?;
     Ok((StatusCode::CREATED, Json(json!({"name": name}))).into_response())
+}
+
+async fn update_server(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let actor = admin(&s, &headers)?;
+    let server: Server = parse_body(&body)?;
+    if server.name != name {
+        return Err(ApiError::field(
+            "name",
+            format!("must be {name:?}, the server being updated"),
+        ));
+    }
+    s.registry
+        .apply(&actor, Mutation::UpdateServer(Box::new(server)))?;
+    Ok(Json(json!({"name": name})))
+}
+
+async fn create_team(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let actor = admin(&s, &headers)?;
+    let team: catalog::model::Team = parse_body(&body)?;
+    let name = team.name.clone();
+    s.registry.apply(&actor, Mutation::CreateTeam(team))?;
+    Ok((StatusCode::CREATED, Json(json!({"name": name}))).into_response())
+}
+
+/// Creates or replaces a policy (API-managed; config/ policies are edited there).
+async fn put_policy(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let actor = admin(&s, &headers)?;
+    let policy: catalog::model::Policy = parse_body(&body)?;
+    let name = policy.name.clone();
+    s.registry
+        .apply(&actor, Mutation::PutPolicy(Box::new(policy)))?;
+    Ok(Json(json!({"name": name})))
 }
 
 async fn server_action(

@@ -163,6 +163,8 @@ pub fn build_document(
             })
             .collect(),
         servers: state.servers.clone(),
+        teams: state.teams.clone(),
+        policies: state.policies.clone(),
         ..ConfigFile::default()
     };
     sources.push((STORE_SOURCE.to_string(), runtime));

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use catalog::model::{ApprovalStatus, PrincipalKind, Server};
+use catalog::model::{ApprovalStatus, Policy, PrincipalKind, Server, Team};
 use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
@@ -17,6 +17,7 @@ use serde::Serialize;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_tools.sql"),
+    include_str!("../migrations/0003_teams_policies.sql"),
 ];
 
 /// Store failures.
@@ -73,6 +74,10 @@ pub struct RuntimeState {
     pub disabled: Vec<String>,
     /// All tokens, revoked ones included.
     pub tokens: Vec<StoredToken>,
+    /// API-created teams.
+    pub teams: Vec<Team>,
+    /// API-created policies.
+    pub policies: Vec<Policy>,
     /// API-registered servers.
     pub servers: Vec<Server>,
     /// Approval decisions by server name.
@@ -128,8 +133,14 @@ pub enum Mutation {
         /// Token id.
         id: i64,
     },
+    /// Create a team.
+    CreateTeam(Team),
+    /// Create or replace a policy.
+    PutPolicy(Box<Policy>),
     /// Register a server.
     RegisterServer(Box<Server>),
+    /// Replace the definition of an API-registered server.
+    UpdateServer(Box<Server>),
     /// Approve, deprecate, block or reset a server.
     SetStatus {
         /// Server name.
@@ -175,6 +186,13 @@ impl Mutation {
                 s.name.clone(),
                 format!("endpoint={}", s.endpoint),
             ),
+            Mutation::UpdateServer(s) => (
+                "server.update",
+                s.name.clone(),
+                format!("endpoint={}", s.endpoint),
+            ),
+            Mutation::CreateTeam(t) => ("team.create", t.name.clone(), String::new()),
+            Mutation::PutPolicy(p) => ("policy.put", p.name.clone(), String::new()),
             Mutation::SetStatus { server, status } => (
                 "server.status",
                 server.clone(),
@@ -414,6 +432,38 @@ fn write(tx: &Transaction, actor: &str, m: &Mutation) -> Result<Outcome, StoreEr
                 )));
             }
         }
+        Mutation::CreateTeam(t) => {
+            let n = tx.execute(
+                &format!("INSERT OR IGNORE INTO teams (name, description, created_at) VALUES (?1, ?2, {NOW})"),
+                params![t.name, t.description],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "team {:?} already exists",
+                    t.name
+                )));
+            }
+        }
+        Mutation::PutPolicy(p) => {
+            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO policies (name, definition, created_at) VALUES (?1, ?2, {NOW})"),
+                params![p.name, json],
+            )?;
+        }
+        Mutation::UpdateServer(s) => {
+            let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let n = tx.execute(
+                "UPDATE servers SET definition = ?2 WHERE name = ?1",
+                params![s.name, json],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "server {:?} was not registered through the API (edit config/ instead)",
+                    s.name
+                )));
+            }
+        }
         Mutation::RegisterServer(s) => {
             let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let n = tx.execute(
@@ -512,6 +562,21 @@ fn read_state(conn: &Connection) -> Result<RuntimeState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare("SELECT name, description FROM teams ORDER BY name")?;
+    state.teams = stmt
+        .query_map([], |r| {
+            Ok(Team {
+                name: r.get(0)?,
+                description: r.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare("SELECT definition FROM policies ORDER BY name")?;
+    for def in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        state
+            .policies
+            .push(serde_json::from_str(&def?).map_err(corrupt)?);
+    }
     let mut stmt = conn.prepare("SELECT definition FROM servers ORDER BY name")?;
     for def in stmt.query_map([], |r| r.get::<_, String>(0))? {
         state

@@ -557,3 +557,74 @@ async fn config_edits_are_published_and_invalid_ones_refused() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_policies_and_registered_servers_are_managed_through_the_api() {
+    let upstream = Upstream::start(true).await;
+    let plane = Plane::new(upstream.addr).await;
+    let (status, body) = plane
+        .api(
+            "POST",
+            "/v1/teams",
+            Some(json!({"name": "data", "description": "Data team"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        plane
+            .api("POST", "/v1/teams", Some(json!({"name": "data"})))
+            .await
+            .0,
+        409
+    );
+    let policy = json!({"name": "data-search", "subjects": {"teams": ["data"]}, "allow": [{"server": "demo", "tools": ["search_*"]}]});
+    assert_eq!(plane.api("POST", "/v1/policies", Some(policy)).await.0, 200);
+    let bad =
+        json!({"name": "p2", "subjects": {"teams": ["nobody"]}, "allow": [{"server": "demo"}]});
+    let (status, body) = plane.api("POST", "/v1/policies", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store: policies[1].subjects.teams[0]: unknown team"),
+        "{body}"
+    );
+    let teams = plane.api("GET", "/v1/teams", None).await.1;
+    assert!(teams
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "data"));
+    let policies = plane.api("GET", "/v1/policies", None).await.1;
+    assert_eq!(policies.as_array().unwrap().len(), 2, "{policies}");
+
+    let server = json!({"name": "tickets", "owner": "data", "status": "pending", "endpoint": "http://127.0.0.1:1/mcp"});
+    assert_eq!(plane.api("POST", "/v1/servers", Some(server)).await.0, 201);
+    let moved = json!({"name": "tickets", "owner": "data", "status": "pending", "endpoint": "http://127.0.0.1:2/mcp"});
+    assert_eq!(
+        plane
+            .api("PUT", "/v1/servers/tickets", Some(moved.clone()))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        plane.api("GET", "/v1/servers/tickets", None).await.1["endpoint"],
+        "http://127.0.0.1:2/mcp"
+    );
+    let (status, body) = plane.api("PUT", "/v1/servers/other", Some(moved)).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("name"))
+    );
+    let config_server = json!({"name": "demo", "owner": "platform", "status": "pending", "endpoint": "http://127.0.0.1:3/mcp"});
+    assert_eq!(
+        plane
+            .api("PUT", "/v1/servers/demo", Some(config_server))
+            .await
+            .0,
+        409,
+        "config/ servers are edited in config/"
+    );
+}
