@@ -31,7 +31,17 @@ impl SseRewriter {
         chunk: &[u8],
         rewrite: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, EventTooLarge> {
+        // A chunk without a line break extends the current line and ends
+        // nothing (unless a held-back '\r' now stands alone): no rescan.
+        let held_cr = self.pending.last() == Some(&b'\r');
+        let no_break = !chunk.iter().any(|&b| b == b'\n' || b == b'\r');
         self.pending.extend_from_slice(chunk);
+        if no_break && !held_cr {
+            if self.pending.len() > MAX_EVENT_BYTES {
+                return Err(EventTooLarge);
+            }
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(self.pending.len());
         let mut start = 0;
         let mut from = self.scanned;
