@@ -11,14 +11,16 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-16}
 BIN=${TOOLGATE_BIN:-target/release/toolgate}
+BARE=${BARE_BIN:-target/release/bare-pingora}
 [ -x "$BIN" ] || cargo build --release --bin toolgate
+[ -x "$BARE" ] || cargo build --release --bin bare-pingora
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); TG=$(free_port)
+UP=$(free_port); NGX=$(free_port); TG=$(free_port); BP=$(free_port)
 
 # 1. The upstream (nginx answering a fixed tools/call result) and the
 #    baseline (nginx proxy_pass): two nginx processes, one worker each.
@@ -58,11 +60,13 @@ principals:
 policies:
   - {name: eng, subjects: {teams: [eng]}, allow: [{server: demo, tools: ["search_*"]}], deny: [{server: demo, tools: ["delete_*"]}]}
 YAML
+# 3. A bare Pingora pass-through (only picks the peer), same accept loop as toolgate.
+"$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" /mcp & pids+=($!)
 RUST_LOG=warn "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TG" --threads 1 & pids+=($!)
 sleep 1
 
 check() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" --data '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{}}}' "$1"; }
-for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$TG/mcp/demo"; do
+for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$BP/mcp/demo" "http://127.0.0.1:$TG/mcp/demo"; do
   check "$url" || { echo "not answering: $url" >&2; exit 1; }
 done
 
@@ -78,15 +82,17 @@ run() { # name url
 results=()
 results+=("$(run direct "http://127.0.0.1:$UP/mcp")")
 results+=("$(run nginx "http://127.0.0.1:$NGX/mcp/demo")")
+results+=("$(run bare-pingora "http://127.0.0.1:$BP/mcp/demo")")
 results+=("$(run toolgate "http://127.0.0.1:$TG/mcp/demo")")
 
-direct_rps=$(cut -d'|' -f2 <<<"${results[0]}")
-echo "| path | req/s | ratio to direct | p50 | p99 | errors |"
-echo "|---|---|---|---|---|---|"
+rps_of() { for r in "${results[@]}"; do [ "$(cut -d'|' -f1 <<<"$r")" = "$1" ] && cut -d'|' -f2 <<<"$r"; done; }
+direct_rps=$(rps_of direct); nginx_rps=$(rps_of nginx); bare_rps=$(rps_of bare-pingora)
+echo "| path | req/s | vs direct | vs nginx | vs bare Pingora | p50 | p99 | errors |"
+echo "|---|---|---|---|---|---|---|---|"
 for r in "${results[@]}"; do
   IFS='|' read -r name rps p50 p99 errs <<<"$r"
-  ratio=$(python3 -c "print(f'{$rps/$direct_rps:.2f}')")
-  echo "| $name | $rps | $ratio | $p50 | $p99 | $errs |"
+  ratios=$(python3 -c "print(' | '.join(f'{$rps/b:.2f}' for b in ($direct_rps, $nginx_rps, $bare_rps)))")
+  echo "| $name | $rps | $ratios | $p50 | $p99 | $errs |"
 done
 echo
 echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$CONNS -d${DURATION}s; proxies with 1 worker/thread; $(date -u +%F)"

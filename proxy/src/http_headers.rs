@@ -66,30 +66,27 @@ fn host_allowed(authority: &str, settings: &Settings) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones listed in `Connection`.
-fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
-    let mut names: Vec<String> = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for v in headers.get_all(http::header::CONNECTION) {
-        if let Ok(v) = v.to_str() {
-            names.extend(
-                v.split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .filter(|t| !t.is_empty()),
-            );
-        }
-    }
-    names
+/// Hop-by-hop headers (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The extra hop-by-hop headers a `Connection` header lists (rarely any).
+fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && !HOP_BY_HOP.contains(&t.as_str()))
+        .collect()
 }
 
 /// Headers that carry the agent's own credentials, or a browser origin the
@@ -110,8 +107,11 @@ const CALLER_ONLY: &[&str] = &[
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
 pub fn strip_request(req: &mut RequestHeader) {
-    for name in hop_by_hop(&req.headers) {
+    for name in connection_listed(&req.headers) {
         req.remove_header(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
     }
     for name in CALLER_ONLY {
         req.remove_header(*name);
@@ -121,9 +121,11 @@ pub fn strip_request(req: &mut RequestHeader) {
 
 /// Removes hop-by-hop headers from an upstream response.
 pub fn strip_response(resp: &mut ResponseHeader) {
-    for name in hop_by_hop(&resp.headers) {
-        if name != "transfer-encoding" {
-            resp.remove_header(name.as_str());
-        }
+    for name in connection_listed(&resp.headers) {
+        resp.remove_header(name.as_str());
+    }
+    // Pingora frames the response itself: transfer-encoding stays for it.
+    for name in HOP_BY_HOP.iter().filter(|n| **n != "transfer-encoding") {
+        resp.remove_header(*name);
     }
 }

@@ -14,7 +14,7 @@ use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
-use pingora_proxy::HttpProxy;
+use pingora_proxy::{HttpProxy, ProxyHttp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -46,19 +46,33 @@ pub fn start(
     listener: TcpListener,
     snapshots: Arc<ArcSwap<Snapshot>>,
 ) -> std::io::Result<ProxyHandle> {
-    let addr = listener.local_addr()?;
-    let conf = Arc::new(ServerConf::default());
     let streams = Arc::new(StreamRegistry::default());
     let seal = SessionSeal::random()?;
-    let mut proxy = HttpProxy::new(Gateway::new(snapshots.clone(), streams.clone(), seal), conf);
+    let gateway = Gateway::new(snapshots.clone(), streams.clone(), seal);
+    let sweeper = AbortOnDrop(tokio::spawn(sweep_on_change(snapshots, streams)));
+    serve(listener, gateway, Some(sweeper))
+}
+
+/// Serves any Pingora `ProxyHttp` app with toolgate's accept loop (the
+/// gateway, or a bare pass-through for benchmarks). `companion` is a task
+/// that lives as long as the listener.
+pub fn serve<SV>(
+    listener: TcpListener,
+    app: SV,
+    companion: Option<AbortOnDrop>,
+) -> std::io::Result<ProxyHandle>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let addr = listener.local_addr()?;
+    let mut proxy = HttpProxy::new(app, Arc::new(ServerConf::default()));
     proxy.handle_init_modules();
-    let proxy = Arc::new(proxy);
     let (shutdown, watch) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_on_change(snapshots, streams));
-    let accept = accept_loop(listener, proxy, watch);
+    let accept = accept_loop(listener, Arc::new(proxy), watch);
     let task = tokio::spawn(async move {
-        // Aborting this task (stop) drops the sweeper's handle, so end it too.
-        let _sweeper = AbortOnDrop(sweeper);
+        // Aborting this task (stop) drops the companion, which ends it too.
+        let _companion = companion;
         accept.await;
     });
     Ok(ProxyHandle {
@@ -68,7 +82,8 @@ pub fn start(
     })
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task aborted when this handle is dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -99,11 +114,14 @@ async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamR
 /// Most agent connections served at once.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
-async fn accept_loop(
+async fn accept_loop<SV>(
     listener: TcpListener,
-    proxy: Arc<HttpProxy<Gateway>>,
+    proxy: Arc<HttpProxy<SV>>,
     shutdown: watch::Receiver<bool>,
-) {
+) where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         // At the cap, stop accepting until a connection ends (the kernel backlog holds the rest).
