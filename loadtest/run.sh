@@ -85,7 +85,7 @@ results+=("$(run nginx "http://127.0.0.1:$NGX/mcp/demo")")
 results+=("$(run bare-pingora "http://127.0.0.1:$BP/mcp/demo")")
 results+=("$(run toolgate "http://127.0.0.1:$TG/mcp/demo")")
 
-rps_of() { for r in "${results[@]}"; do [ "$(cut -d'|' -f1 <<<"$r")" = "$1" ] && cut -d'|' -f2 <<<"$r"; done; }
+rps_of() { for r in "${results[@]}"; do if [ "$(cut -d"|" -f1 <<<"$r")" = "$1" ]; then cut -d"|" -f2 <<<"$r"; fi; done; }
 direct_rps=$(rps_of direct); nginx_rps=$(rps_of nginx); bare_rps=$(rps_of bare-pingora)
 echo "| path | req/s | vs direct | vs nginx | vs bare Pingora | p50 | p99 | errors |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -59,6 +59,7 @@ pub fn compile(
     let mut classes = Vec::new();
     let mut principals = Vec::new();
     let mut tokens = HashMap::new();
+    let mut grant_cache = HashMap::new();
     for l in &catalog.principals {
         let p = &l.item;
         let set: BTreeSet<usize> = catalog
@@ -69,8 +70,11 @@ pub fn compile(
             .map(|(i, _)| i)
             .collect();
         let class = *class_of_set.entry(set.clone()).or_insert_with(|| {
-            let policies: Vec<&Policy> = set.iter().map(|&i| &catalog.policies[i].item).collect();
-            classes.push(build_class(&policies, &approved));
+            let policies: Vec<(usize, &Policy)> = set
+                .iter()
+                .map(|&i| (i, &catalog.policies[i].item))
+                .collect();
+            classes.push(build_class(&policies, &approved, &mut grant_cache));
             (classes.len() - 1) as ClassId
         });
         let principal = principals.len() as u32;
@@ -128,10 +132,36 @@ fn applies_to(policy: &Policy, principal: &str, teams: &[String]) -> bool {
         || policy.subjects.teams.iter().any(|t| teams.contains(t))
 }
 
-fn build_class(policies: &[&Policy], servers: &[&Located<Server>]) -> PolicyClass {
+/// A server and the exact rules that apply to it: classes with the same key
+/// get the same grant, built once (`(policy, is_deny, rule)` per rule).
+type GrantKey = (usize, Vec<(usize, bool, usize)>);
+
+fn build_class(
+    policies: &[(usize, &Policy)],
+    servers: &[&Located<Server>],
+    cache: &mut HashMap<GrantKey, Arc<Grant>>,
+) -> PolicyClass {
+    let just_policies: Vec<&Policy> = policies.iter().map(|(_, p)| *p).collect();
     let grants = servers
         .iter()
-        .map(|l| build_grant(policies, &l.item))
+        .enumerate()
+        .map(|(sid, l)| {
+            let name = &l.item.name;
+            let mut rules = Vec::new();
+            for (pid, p) in policies {
+                for (deny, list) in [(false, &p.allow), (true, &p.deny)] {
+                    for (rid, r) in list.iter().enumerate() {
+                        if Pattern::new(&r.server).matches(name) {
+                            rules.push((*pid, deny, rid));
+                        }
+                    }
+                }
+            }
+            cache
+                .entry((sid, rules))
+                .or_insert_with(|| Arc::new(build_grant(&just_policies, &l.item)))
+                .clone()
+        })
         .collect();
     PolicyClass { grants }
 }

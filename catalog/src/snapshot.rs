@@ -71,7 +71,7 @@ pub struct PrincipalInfo {
 /// The grants of one policy class, indexed by [`ServerId`].
 #[derive(Debug)]
 pub(crate) struct PolicyClass {
-    pub(crate) grants: Vec<Grant>,
+    pub(crate) grants: Vec<Arc<Grant>>,
 }
 
 /// What a class may do on one server.
