@@ -132,14 +132,15 @@ fn applies_to(policy: &Policy, principal: &str, teams: &[String]) -> bool {
         || policy.subjects.teams.iter().any(|t| teams.contains(t))
 }
 
-/// A server and the exact rules that apply to it: classes with the same key
-/// get the same grant, built once (`(policy, is_deny, rule)` per rule).
-type GrantKey = (usize, Vec<(usize, bool, usize)>);
+/// A server and the content of the rules that apply to it (deny?, tool
+/// patterns, annotations): classes with the same key get the same grant,
+/// built once, however many policies spell those rules.
+type GrantKey<'a> = (usize, Vec<(bool, &'a [String], &'a BTreeMap<String, bool>)>);
 
-fn build_class(
-    policies: &[(usize, &Policy)],
+fn build_class<'a>(
+    policies: &[(usize, &'a Policy)],
     servers: &[&Located<Server>],
-    cache: &mut HashMap<GrantKey, Arc<Grant>>,
+    cache: &mut HashMap<GrantKey<'a>, Arc<Grant>>,
 ) -> PolicyClass {
     let just_policies: Vec<&Policy> = policies.iter().map(|(_, p)| *p).collect();
     let grants = servers
@@ -148,15 +149,17 @@ fn build_class(
         .map(|(sid, l)| {
             let name = &l.item.name;
             let mut rules = Vec::new();
-            for (pid, p) in policies {
+            for (_, p) in policies {
                 for (deny, list) in [(false, &p.allow), (true, &p.deny)] {
-                    for (rid, r) in list.iter().enumerate() {
+                    for r in list.iter() {
                         if Pattern::new(&r.server).matches(name) {
-                            rules.push((*pid, deny, rid));
+                            rules.push((deny, r.tools.as_slice(), &r.annotations));
                         }
                     }
                 }
             }
+            rules.sort();
+            rules.dedup();
             cache
                 .entry((sid, rules))
                 .or_insert_with(|| Arc::new(build_grant(&just_policies, &l.item)))
