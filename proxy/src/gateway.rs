@@ -96,6 +96,13 @@ impl ProxyHttp for Gateway {
             None => match admit::admit(session, &self.snapshots, &self.seal).await {
                 Ok(Admitted { route, body }) => (route, body),
                 Err(admit::AdmitError::Refused(refusal)) => {
+                    // Denials name the tools; nothing here carries a token or secret.
+                    tracing::info!(
+                        path = session.req_header().uri.path(),
+                        refusal = %refusal,
+                        tools = ?denied_tools(&refusal),
+                        "request refused"
+                    );
                     respond(session, &refusal).await?;
                     return Ok(true);
                 }
@@ -370,6 +377,13 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
+    }
+}
+
+fn denied_tools(refusal: &Refusal) -> Vec<&str> {
+    match refusal {
+        Refusal::Denied(calls) => calls.iter().filter_map(|c| c.tool.as_deref()).collect(),
+        _ => Vec::new(),
     }
 }
 
