@@ -25,10 +25,7 @@ async fn bodies_at_and_around_64_kib_and_at_the_cap() {
     let upstream = Upstream::start(true).await;
     let gw = Gateway::start(upstream.addr).await;
     let sid = open_session(&gw.url("demo"), ALICE).await;
-    let h = [
-        ("mcp-session-id", sid.as_str()),
-        ("mcp-protocol-version", "2025-06-18"),
-    ];
+    let h = in_session(&sid);
     for total in [65535, 65536, 65537, 300_000, BODY_CAP] {
         let (body, pad) = body_of_size("create_issue", total);
         let r = post(&gw.url("demo"), Some(ALICE), body, &h).await;

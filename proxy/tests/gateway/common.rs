@@ -280,6 +280,35 @@ pub async fn post(
     }
 }
 
+/// The headers of a request inside MCP session `sid` (2025-06-18).
+pub fn in_session(sid: &str) -> [(&'static str, &str); 2] {
+    [
+        ("mcp-session-id", sid),
+        ("mcp-protocol-version", "2025-06-18"),
+    ]
+}
+
+/// A request inside MCP session `sid` as an SDK client sends it; POST bodies
+/// are JSON. For exchanges the test reads as a stream.
+pub fn session_request(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    sid: &str,
+) -> reqwest::RequestBuilder {
+    let mut req = reqwest::Client::new()
+        .request(method.clone(), url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream");
+    for (name, value) in in_session(sid) {
+        req = req.header(name, value);
+    }
+    if method == reqwest::Method::POST {
+        req = req.header("content-type", "application/json");
+    }
+    req
+}
+
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 /// Initializes a session over raw HTTP; returns its id.
@@ -297,10 +326,7 @@ pub async fn open_session(url: &str, token: &str) -> String {
         url,
         Some(token),
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
+        &in_session(&sid),
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.body);

@@ -21,10 +21,7 @@ async fn progress_streams_before_the_result() {
         &gw.url("demo"),
         Some(ALICE),
         body.to_string(),
-        &[
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
+        &in_session(&sid),
     )
     .await;
     let msgs = r.messages();
@@ -45,13 +42,7 @@ async fn get_stream_and_delete_pass_through_with_the_session() {
     let gw = Gateway::start(upstream.addr).await;
     let url = gw.url("demo");
     let sid = open_session(&url, ALICE).await;
-    let client = reqwest::Client::new();
-    let get = client
-        .get(&url)
-        .bearer_auth(ALICE)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let get = session_request(reqwest::Method::GET, &url, ALICE, &sid)
         .send()
         .await
         .unwrap();
@@ -73,12 +64,7 @@ async fn get_stream_and_delete_pass_through_with_the_session() {
     assert!(ended.is_err(), "the SSE stream closed early");
     drop(stream);
     // Resumption: Last-Event-ID reaches the upstream unchanged.
-    let resumed = client
-        .get(&url)
-        .bearer_auth(ALICE)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let resumed = session_request(reqwest::Method::GET, &url, ALICE, &sid)
         .header("last-event-id", "0/0")
         .send()
         .await
@@ -89,11 +75,7 @@ async fn get_stream_and_delete_pass_through_with_the_session() {
     assert!(seen
         .iter()
         .any(|s| s.method == "GET" && s.headers.get("last-event-id").is_some_and(|v| v == "0/0")));
-    let del = client
-        .delete(&url)
-        .bearer_auth(ALICE)
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let del = session_request(reqwest::Method::DELETE, &url, ALICE, &sid)
         .send()
         .await
         .unwrap();
@@ -102,10 +84,7 @@ async fn get_stream_and_delete_pass_through_with_the_session() {
         &url,
         Some(ALICE),
         call(5, "search_issues", json!({"query": "a"})),
-        &[
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
+        &in_session(&sid),
     )
     .await;
     assert_eq!(
@@ -289,10 +268,7 @@ async fn server_to_client_sampling_and_the_reply_pass_through() {
     let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"sampling":{}}"#);
     let r = post(&url, Some(ALICE), init, &[]).await;
     let sid = r.headers["mcp-session-id"].to_str().unwrap().to_string();
-    let h = [
-        ("mcp-session-id", sid.as_str()),
-        ("mcp-protocol-version", "2025-06-18"),
-    ];
+    let h = in_session(&sid);
     assert_eq!(
         post(
             &url,
@@ -305,13 +281,7 @@ async fn server_to_client_sampling_and_the_reply_pass_through() {
         202
     );
 
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(ALICE)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let resp = session_request(reqwest::Method::POST, &url, ALICE, &sid)
         .body(call(9, "summarize", json!({"text": "a long story"})))
         .send()
         .await

@@ -13,10 +13,7 @@ async fn policy_edit_takes_effect_and_invalid_edit_is_refused() {
     let upstream = Upstream::start(true).await;
     let gw = Gateway::start(upstream.addr).await;
     let sid = open_session(&gw.url("demo"), ALICE).await;
-    let h = [
-        ("mcp-session-id", sid.as_str()),
-        ("mcp-protocol-version", "2025-06-18"),
-    ];
+    let h = in_session(&sid);
     let del = call(1, "delete_issue", json!({"id": 0}));
     assert_eq!(
         post(&gw.url("demo"), Some(ALICE), del.clone(), &h)
@@ -60,13 +57,7 @@ async fn revocation_applies_to_new_and_in_flight_requests() {
     let gw = Gateway::start(upstream.addr).await;
     let sid = open_session(&gw.url("demo"), ALICE).await;
     let body = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"long_report","arguments":{"steps":100},"_meta":{"progressToken":"p"}}});
-    let resp = reqwest::Client::new()
-        .post(gw.url("demo"))
-        .bearer_auth(ALICE)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let resp = session_request(reqwest::Method::POST, &gw.url("demo"), ALICE, &sid)
         .body(body.to_string())
         .send()
         .await
@@ -126,10 +117,7 @@ async fn snapshot_swaps_under_load_fail_no_request() {
                     &url,
                     Some(ALICE),
                     call(w * 1000 + i, "search_issues", json!({"query": "Login"})),
-                    &[
-                        ("mcp-session-id", &sid),
-                        ("mcp-protocol-version", "2025-06-18"),
-                    ],
+                    &in_session(&sid),
                 )
                 .await;
                 assert_eq!(r.status, 200, "{}", r.body);
@@ -146,12 +134,7 @@ async fn snapshot_swaps_under_load_fail_no_request() {
 }
 
 async fn open_get_stream(url: &str, token: &str, sid: &str) -> reqwest::Response {
-    let r = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", sid)
-        .header("mcp-protocol-version", "2025-06-18")
+    let r = session_request(reqwest::Method::GET, url, token, sid)
         .send()
         .await
         .unwrap();

@@ -290,10 +290,7 @@ async fn tool_lists_are_filtered_whatever_the_id_spelling() {
     let upstream = Upstream::start(false).await;
     let gw = Gateway::start(upstream.addr).await;
     let sid = open_session(&gw.url("demo"), BOB).await;
-    let h = [
-        ("mcp-session-id", sid.as_str()),
-        ("mcp-protocol-version", "2025-06-18"),
-    ];
+    let h = in_session(&sid);
     for id in ["2.0", "2e0", "-0", "9007199254740993"] {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
         let r = post(&gw.url("demo"), Some(BOB), body, &h).await;
@@ -313,17 +310,7 @@ async fn a_session_belongs_to_the_token_that_opened_it() {
     let gw = Gateway::start(upstream.addr).await;
     let url = gw.url("demo");
     let alices = open_session(&url, ALICE).await;
-    let h = |sid: &str| {
-        vec![
-            ("mcp-session-id", sid.to_string()),
-            ("mcp-protocol-version", "2025-06-18".to_string()),
-        ]
-    };
-    let as_refs = |v: &Vec<(&'static str, String)>| {
-        v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
-    };
-    let hv = as_refs(&h(&alices));
-    let hs: Vec<(&str, &str)> = hv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hs = in_session(&alices);
     // bob learned alice's session id: he can neither use it nor end it.
     let r = post(
         &url,
