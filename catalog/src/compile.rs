@@ -118,6 +118,7 @@ pub fn compile(
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             allowed_origins: catalog.gateway.allowed_origins.clone(),
+            audit: catalog.gateway.audit.clone(),
         },
         tokens,
         principals,
@@ -304,5 +305,6 @@ fn build_upstream(
             .offered_tools
             .as_ref()
             .map(|names| names.iter().map(|n| Box::<str>::from(n.as_str())).collect()),
+        audit: s.audit.clone(),
     })
 }

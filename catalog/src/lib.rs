@@ -7,6 +7,7 @@
 //!
 //! This crate does no I/O: callers pass file contents in and resolve secrets.
 
+pub mod audit;
 pub mod compile;
 pub mod endpoint;
 pub mod error;

@@ -44,6 +44,80 @@ pub struct GatewaySettings {
     /// are always accepted.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// What the gateway records in the audit trail.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// Gateway-wide audit settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Record every MCP method, not only `tools/call` and refused requests.
+    #[serde(default)]
+    pub all_methods: bool,
+    /// Keys whose values are redacted from every server's arguments
+    /// (case-insensitive; a key matches when it contains one of these).
+    #[serde(default = "default_redact_keys")]
+    pub redact_keys: Vec<String>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            all_methods: false,
+            redact_keys: default_redact_keys(),
+        }
+    }
+}
+
+/// Argument keys redacted by default.
+pub fn default_redact_keys() -> Vec<String> {
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "api_key",
+        "apikey",
+        "credential",
+        "cookie",
+        "private_key",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A server's audit policy.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerAudit {
+    /// What is recorded of the arguments: `keep`, `redact` (default),
+    /// `hash` or `drop`.
+    #[serde(default)]
+    pub arguments: crate::audit::ArgumentsMode,
+    /// More keys to redact for this server, besides the gateway's.
+    #[serde(default)]
+    pub redact_keys: Vec<String>,
+    /// Characters of the tool result's text kept in the record (0: none).
+    #[serde(default)]
+    pub response_excerpt: usize,
+    /// When the audit spool is full: `reject` new calls (fail closed,
+    /// default) or `drop` their records and count them in a metric.
+    #[serde(default)]
+    pub when_spool_full: SpoolFull,
+}
+
+/// What a server's calls do when audit records cannot be kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolFull {
+    /// Refuse new calls with a clear error.
+    #[default]
+    Reject,
+    /// Serve them; count the lost records (`toolgate_audit_dropped_total`).
+    Drop,
 }
 
 /// By default the gateway answers only to loopback names.
@@ -66,6 +140,7 @@ impl Default for GatewaySettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_hosts: default_allowed_hosts(),
             allowed_origins: Vec::new(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -113,6 +188,9 @@ pub struct Server {
     /// plane from pinned, unchanged tool definitions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered_tools: Option<Vec<String>>,
+    /// What the audit trail keeps of this server's calls.
+    #[serde(default)]
+    pub audit: ServerAudit,
 }
 
 /// Registry approval state of a server.

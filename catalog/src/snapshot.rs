@@ -42,6 +42,8 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     /// Browser origins allowed besides those on an allowed host.
     pub allowed_origins: Vec<String>,
+    /// What the audit trail records.
+    pub audit: crate::model::AuditSettings,
 }
 
 /// Who is calling: the result of authenticating a token.
@@ -125,6 +127,8 @@ pub struct Upstream {
     pub tls_ca_pem: Option<Arc<str>>,
     /// When set, the only tools offered (pinned and unchanged).
     pub offered: Option<std::collections::HashSet<Box<str>>>,
+    /// The server's audit policy.
+    pub audit: crate::model::ServerAudit,
 }
 
 impl Snapshot {
