@@ -34,6 +34,8 @@ pub struct Route {
     pub reply_id: Option<serde_json::Value>,
     /// The upstream's own session id, unsealed from the caller's `Mcp-Session-Id`.
     pub upstream_session: Option<String>,
+    /// The body holds at least one `tools/call`.
+    pub calls_tools: bool,
 }
 
 impl Route {
@@ -55,6 +57,24 @@ impl Route {
     /// Principal name, for logs.
     pub fn principal_name(&self) -> &str {
         &self.snapshot.principal(&self.caller).name
+    }
+
+    /// The caller's principal.
+    pub fn principal(&self) -> &catalog::snapshot::PrincipalInfo {
+        self.snapshot.principal(&self.caller)
+    }
+
+    /// The label of the token the caller presented (the agent).
+    pub fn agent_name(&self) -> &str {
+        self.principal()
+            .token_names
+            .get(self.caller.token as usize)
+            .map_or("", |n| n)
+    }
+
+    /// Gateway settings of the route's snapshot.
+    pub fn settings(&self) -> &catalog::Settings {
+        &self.snapshot.settings
     }
 
     /// May the caller call `tool` on this server (current snapshot)?
@@ -149,7 +169,18 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
         list_ids: ListIds::None,
         reply_id: None,
         upstream_session: None,
+        calls_tools: false,
     })
+}
+
+/// A refused request, with what was learned before the refusal (for the audit trail).
+pub struct Rejected {
+    /// Why.
+    pub error: AdmitError,
+    /// The caller and server, when the token and grant were checked.
+    pub route: Option<Route>,
+    /// The body, when it was read.
+    pub body: Option<Bytes>,
 }
 
 /// Admits or refuses a request. Reads and checks the whole body of a POST.
@@ -157,18 +188,47 @@ pub async fn admit(
     session: &mut Session,
     store: &ArcSwap<Snapshot>,
     seal: &SessionSeal,
-) -> Result<Admitted, AdmitError> {
+) -> Result<Admitted, Rejected> {
     let snapshot = store.load_full();
+    let mut route = authorize_request(session, &snapshot).map_err(|r| Rejected {
+        error: r.into(),
+        route: None,
+        body: None,
+    })?;
+    let mut body = None;
+    match check_request(session, store, seal, &mut route, &mut body).await {
+        Ok(()) => Ok(Admitted { route, body }),
+        Err(error) => Err(Rejected {
+            error,
+            route: Some(route),
+            body,
+        }),
+    }
+}
+
+/// Path, `Host` and `Origin`, token, grant.
+fn authorize_request(session: &Session, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
     let req = session.req_header();
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
     check_host_and_origin(req, &snapshot.settings)?;
     let digest = bearer_digest(req)?;
-    let mut route = authorize(&snapshot, digest, server)?;
+    authorize(snapshot, digest, server)
+}
+
+/// Session, method, and for POST the body: read, parsed, headers checked, decided.
+async fn check_request(
+    session: &mut Session,
+    store: &ArcSwap<Snapshot>,
+    seal: &SessionSeal,
+    route: &mut Route,
+    body_seen: &mut Option<Bytes>,
+) -> Result<(), AdmitError> {
+    let req = session.req_header();
     if let Some(presented) = req.headers.get("mcp-session-id") {
         // Only the caller the session was opened for may use it.
         let presented = presented.to_str().unwrap_or("");
         let upstream = seal
-            .open(&digest, presented)
+            .open(&route.digest, presented)
             .ok_or(Refusal::UnknownSession)?;
         route.upstream_session = Some(upstream.to_string());
     }
@@ -185,11 +245,13 @@ pub async fn admit(
         http::Method::GET => {
             // A GET stream may replay earlier responses: filter any tool list on it.
             route.list_ids = ListIds::Any;
-            Ok(Admitted { route, body: None })
+            Ok(())
         }
-        http::Method::DELETE => Ok(Admitted { route, body: None }),
+        http::Method::DELETE => Ok(()),
         http::Method::POST => {
-            let body = read_request_body(session, snapshot.settings.max_body_bytes).await?;
+            let max = route.snapshot.settings.max_body_bytes;
+            let body = read_request_body(session, max).await?;
+            *body_seen = Some(body.clone());
             route.refresh(store)?;
             let parsed = jsonrpc::parse(&body).map_err(Refusal::Parse)?;
             let headers = session.req_header();
@@ -208,15 +270,16 @@ pub async fn admit(
                     .collect(),
             };
             check_headers(&parsed, &mcp)?;
+            route.calls_tools = parsed
+                .messages()
+                .iter()
+                .any(|m| m.method() == Some("tools/call"));
             route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
             route.body_len = Some(body.len());
             if let jsonrpc::Body::Single(m) = &parsed {
                 route.reply_id = m.id.clone();
             }
-            Ok(Admitted {
-                route,
-                body: Some(body),
-            })
+            Ok(())
         }
         _ => Err(Refusal::MethodNotAllowed.into()),
     }

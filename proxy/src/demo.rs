@@ -99,15 +99,19 @@ impl DemoServer {
     }
 
     #[tool(description = "Create an issue")]
-    fn create_issue(&self, Parameters(a): Parameters<CreateArgs>) -> String {
+    fn create_issue(&self, Parameters(a): Parameters<CreateArgs>) -> Result<String, String> {
+        if a.title.trim().is_empty() {
+            // A tool-level failure (`isError: true`), not a protocol error.
+            return Err("an issue needs a title".to_string());
+        }
         let mut issues = self.issues.lock().expect("demo lock");
         issues.push(a.title.clone());
-        format!(
+        Ok(format!(
             "created #{} {:?} (body: {} bytes)",
             issues.len() - 1,
             a.title,
             a.body.len()
-        )
+        ))
     }
 
     #[tool(description = "Delete an issue", annotations(destructive_hint = true))]

@@ -71,6 +71,13 @@ pub enum Refusal {
         /// 502, or 504 on a timeout.
         status: u16,
     },
+    /// The audit trail cannot keep a record of this call (spool full) and the
+    /// server's policy is to fail closed.
+    #[error("the gateway cannot record this tool call in the audit trail right now (audit spool full); try again later")]
+    AuditUnavailable {
+        /// The request id.
+        id: Option<Value>,
+    },
     /// One or more `tools/call`s the caller may not make: one error per
     /// request in the body, in order (a batch is refused as a whole).
     #[error("tool call denied")]
@@ -144,6 +151,10 @@ impl Refusal {
             }
             Refusal::UpstreamUnavailable { id, status } => {
                 (*status, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))
+            }
+            Refusal::AuditUnavailable { id } => {
+                headers.push(("retry-after", "30".to_string()));
+                (503, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))
             }
             Refusal::Denied(calls) => {
                 let replies: Vec<Value> = calls

@@ -2,7 +2,7 @@
 //! delegate to plain functions (see `admit.rs`, `decide.rs`, `filter.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -13,7 +13,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::admit::{self, Admitted, Route};
+use catalog::model::SpoolFull;
+
+use crate::admit::{self, Admitted, Rejected, Route};
+use crate::audit::{AuditEvent, Auditor, ResponseTap};
 use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
 use crate::http_headers::{strip_request, strip_response};
@@ -22,6 +25,7 @@ use crate::sessions::SessionSeal;
 use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
 use crate::tls::CaCache;
+use crate::trace::TraceContext;
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 pub struct Gateway {
@@ -29,6 +33,7 @@ pub struct Gateway {
     streams: Arc<StreamRegistry>,
     private_cas: CaCache,
     seal: SessionSeal,
+    auditor: Option<Auditor>,
 }
 
 impl Gateway {
@@ -44,13 +49,23 @@ impl Gateway {
             streams,
             private_cas: CaCache::default(),
             seal,
+            auditor: None,
         }
+    }
+
+    /// Records every audited request through `auditor`.
+    pub fn with_auditor(mut self, auditor: Auditor) -> Self {
+        self.auditor = Some(auditor);
+        self
     }
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
+    arrived: Instant,
+    arrived_unix_ms: i64,
+    trace: Option<TraceContext>,
+    audit: AuditState,
     /// Set once the request is admitted.
     pub(crate) route: Option<Route>,
     /// The checked body to send upstream instead of the bytes Pingora replays.
@@ -58,6 +73,39 @@ pub struct RequestCtx {
     response: ResponseMode,
     /// Keeps an event stream registered for revocation while it is open.
     stream: Option<StreamGuard>,
+}
+
+/// What the audit record of a request needs beyond the route.
+#[derive(Default)]
+struct AuditState {
+    /// The route of a refused request (admitted ones keep theirs in `route`).
+    refused_route: Option<Route>,
+    body: Option<Bytes>,
+    refusal: Option<Refusal>,
+    upstream_failed: bool,
+    tap: ResponseTap,
+    issued_session: Option<String>,
+    /// No record from this request: a subrequest writes it, or it was
+    /// counted as rejected or dropped.
+    skip: bool,
+}
+
+impl RequestCtx {
+    fn new() -> Self {
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        RequestCtx {
+            arrived: Instant::now(),
+            arrived_unix_ms: unix_ms,
+            trace: None,
+            audit: AuditState::default(),
+            route: None,
+            forward_body: None,
+            response: ResponseMode::default(),
+            stream: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,7 +128,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx::new()
     }
 
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
@@ -90,12 +138,21 @@ impl ProxyHttp for Gateway {
     /// Authenticate, read and parse the body, decide. Refusals are answered
     /// here and nothing reaches the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let traceparent = session.req_header().headers.get("traceparent");
+        ctx.trace = Some(TraceContext::from_header(traceparent.map(|v| v.as_bytes())));
         let (route, body) = match large_body::take_checked_route(session) {
             // A subrequest carrying a body its parent already checked.
-            Some(route) => (route, None),
+            Some((route, body)) => {
+                ctx.audit.body = Some(body);
+                (route, None)
+            }
             None => match admit::admit(session, &self.snapshots, &self.seal).await {
                 Ok(Admitted { route, body }) => (route, body),
-                Err(admit::AdmitError::Refused(refusal)) => {
+                Err(Rejected {
+                    error: admit::AdmitError::Refused(refusal),
+                    route,
+                    body,
+                }) => {
                     // Denials name the tools; nothing here carries a token or secret.
                     tracing::info!(
                         path = session.req_header().uri.path(),
@@ -103,12 +160,22 @@ impl ProxyHttp for Gateway {
                         tools = ?denied_tools(&refusal),
                         "request refused"
                     );
-                    respond(session, &refusal).await?;
+                    ctx.audit.tap.total = respond(session, &refusal).await? as u64;
+                    ctx.audit.refused_route = route;
+                    ctx.audit.body = body;
+                    ctx.audit.refusal = Some(refusal);
                     return Ok(true);
                 }
-                Err(admit::AdmitError::Io(e)) => return Err(e),
+                Err(Rejected {
+                    error: admit::AdmitError::Io(e),
+                    ..
+                }) => return Err(e),
             },
         };
+        if let Some(refusal) = self.audit_capacity(&route, ctx) {
+            ctx.audit.tap.total = respond(session, &refusal).await? as u64;
+            return Ok(true);
+        }
         // An idle keep-alive connection is closed after this many seconds.
         session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
         if route.list_ids.is_active() {
@@ -120,10 +187,13 @@ impl ProxyHttp for Gateway {
         }
         if let Some(body) = body {
             if session.as_downstream().retry_buffer_truncated() {
-                // Pingora replays at most 64 KiB: send the checked body ourselves.
+                // Pingora replays at most 64 KiB: send the checked body
+                // ourselves. The subrequest writes the audit record.
+                ctx.audit.skip = true;
                 large_body::forward(session, route, body, &self.streams).await?;
                 return Ok(true);
             }
+            ctx.audit.body = Some(body.clone());
             ctx.forward_body = Some(body);
         }
         ctx.route = Some(route);
@@ -210,6 +280,9 @@ impl ProxyHttp for Gateway {
         if let Some(sid) = &route.upstream_session {
             req.insert_header("mcp-session-id", sid.as_str())?;
         }
+        if let Some(trace) = &ctx.trace {
+            req.insert_header("traceparent", trace.header_value())?;
+        }
         if let Some(len) = route.body_len {
             // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
             req.remove_header(&http::header::CONTENT_ENCODING);
@@ -243,7 +316,14 @@ impl ProxyHttp for Gateway {
         };
         if let Some(sid) = resp.headers.get("mcp-session-id") {
             let sealed = self.seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+            if self.auditor.is_some() {
+                ctx.audit.issued_session = Some(sealed.clone());
+            }
             resp.insert_header("mcp-session-id", sealed)?;
+        }
+        if self.auditor.is_some() {
+            ctx.audit.tap.sse = content_type.starts_with(b"text/event-stream");
+            ctx.audit.tap.active = route.calls_tools || route.settings().audit.all_methods;
         }
         if content_type.starts_with(b"text/event-stream") {
             // Re-check first: a sweep that ran before this registration must not be missed.
@@ -282,8 +362,143 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        self.filter_body(body, end_of_stream, ctx)?;
+        if let Some(chunk) = body {
+            ctx.audit.tap.push(chunk);
+        }
+        Ok(None)
+    }
+
+    /// Upstream failures become a JSON-RPC error carrying the request id.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        ctx.audit.upstream_failed = true;
+        let status = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => 0, // the agent is gone
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if status > 0 && session.response_written().is_none() {
+            let id = ctx.route.as_ref().and_then(|r| r.reply_id.clone());
+            if let Ok(n) = respond(session, &Refusal::UpstreamUnavailable { id, status }).await {
+                ctx.audit.tap.total = n as u64;
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref();
+        tracing::info!(
+            method = %session.req_header().method,
+            path = session.req_header().uri.path(),
+            status,
+            server = route.map(|r| r.server_name()),
+            principal = route.map(|r| r.principal_name()),
+            trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+        self.audit(session, status, ctx);
+    }
+}
+
+impl Gateway {
+    /// When the audit spool is full: refuse a `tools/call` for a server that
+    /// fails closed, or count its record as dropped.
+    fn audit_capacity(&self, route: &Route, ctx: &mut RequestCtx) -> Option<Refusal> {
+        let auditor = self.auditor.as_ref()?;
+        if auditor.accepting() || !route.calls_tools {
+            return None;
+        }
+        ctx.audit.skip = true;
+        match route.upstream().audit.when_spool_full {
+            SpoolFull::Reject => {
+                auditor.note_rejected();
+                tracing::warn!(
+                    server = route.server_name(),
+                    "audit spool full: tool call refused (when_spool_full: reject)"
+                );
+                Some(Refusal::AuditUnavailable {
+                    id: route.reply_id.clone(),
+                })
+            }
+            SpoolFull::Drop => {
+                auditor.note_dropped();
+                tracing::warn!(
+                    server = route.server_name(),
+                    "audit spool full: tool call served without a record (when_spool_full: drop)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Hands the request's audit event to the writer (never waits).
+    fn audit(&self, session: &Session, status: u16, ctx: &mut RequestCtx) {
+        let Some(auditor) = &self.auditor else {
+            return;
+        };
+        if ctx.audit.skip {
+            return;
+        }
+        let state = std::mem::take(&mut ctx.audit);
+        let route = ctx.route.take().or(state.refused_route);
+        if !auditor.accepting() {
+            // Admitted calls of fail-closed servers were let in before the
+            // spool filled: they are kept. Everything else is counted.
+            let keep = state.refusal.is_none()
+                && route.as_ref().is_some_and(|r| {
+                    r.calls_tools && r.upstream().audit.when_spool_full == SpoolFull::Reject
+                });
+            if !keep {
+                auditor.note_dropped();
+                return;
+            }
+        }
+        let req = session.req_header();
+        auditor.submit(AuditEvent {
+            ts_ms: ctx.arrived_unix_ms,
+            latency_us: ctx.arrived.elapsed().as_micros() as u64,
+            path: req.uri.path().to_string(),
+            http_method: req.method.clone(),
+            route,
+            body: state.body,
+            refusal: state.refusal,
+            http_status: status,
+            upstream_failed: state.upstream_failed,
+            response: state.tap,
+            session_id: req
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            issued_session: state.issued_session,
+            trace_id: ctx.trace.take().map(|t| t.trace_id),
+        });
+    }
+
+    /// Filters `tools/list` results; ends the response if the caller lost access.
+    fn filter_body(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(route) = ctx.route.as_mut() else {
-            return Ok(None);
+            return Ok(());
         };
         route.refresh(&self.snapshots).map_err(|r| {
             Error::explain(
@@ -336,47 +551,7 @@ impl ProxyHttp for Gateway {
                 *body = Some(Bytes::from(out));
             }
         }
-        Ok(None)
-    }
-
-    /// Upstream failures become a JSON-RPC error carrying the request id.
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        let status = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => 0, // the agent is gone
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
-        if status > 0 && session.response_written().is_none() {
-            let id = ctx.route.as_ref().and_then(|r| r.reply_id.clone());
-            let _ = respond(session, &Refusal::UpstreamUnavailable { id, status }).await;
-        }
-        FailToProxy {
-            error_code: status,
-            can_reuse_downstream: false,
-        }
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.as_ref();
-        tracing::info!(
-            method = %session.req_header().method,
-            path = session.req_header().uri.path(),
-            status,
-            server = route.map(|r| r.server_name()),
-            principal = route.map(|r| r.principal_name()),
-            error = e.map(|e| e.to_string()),
-            "request"
-        );
+        Ok(())
     }
 }
 
@@ -387,9 +562,10 @@ fn denied_tools(refusal: &Refusal) -> Vec<&str> {
     }
 }
 
-/// Writes a refusal as the whole response.
-pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<()> {
+/// Writes a refusal as the whole response; returns the body's length.
+pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<usize> {
     let r = refusal.to_response();
+    let len = r.body.len();
     let mut header = ResponseHeader::build(r.status, Some(4))?;
     if !r.body.is_empty() {
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -407,5 +583,5 @@ pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<
             .write_response_body(Some(Bytes::from(r.body)), true)
             .await?;
     }
-    Ok(())
+    Ok(len)
 }

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use crate::admit::Route;
 use crate::streams::StreamRegistry;
 
-/// The admission a subrequest inherits from its parent.
-struct Checked(Option<Route>);
+/// The admission (and checked body, for the audit trail) a subrequest
+/// inherits from its parent.
+struct Checked(Option<(Route, Bytes)>);
 
-/// In a subrequest spawned by [`forward`], the parent's admission.
-pub fn take_checked_route(session: &mut Session) -> Option<Route> {
+/// In a subrequest spawned by [`forward`], the parent's admission and body.
+pub fn take_checked_route(session: &mut Session) -> Option<(Route, Bytes)> {
     session
         .subrequest_ctx
         .as_mut()?
@@ -34,7 +35,8 @@ pub fn take_checked_route(session: &mut Session) -> Option<Route> {
         .take()
 }
 
-/// Sends `body` upstream through a subrequest and writes its response to the agent.
+/// Sends `body` upstream through a subrequest and writes its response to the
+/// agent. The subrequest's hooks see the response, so it writes the audit record.
 /// The subrequest runs in a task of its own, so the parent registers the
 /// exchange: a revocation then ends it even while it is idle.
 pub async fn forward(
@@ -49,7 +51,7 @@ pub async fn forward(
         .as_ref()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "subrequests disabled"))?;
     let ctx = Ctx::builder()
-        .user_ctx(Box::new(Checked(Some(route))))
+        .user_ctx(Box::new(Checked(Some((route, body.clone())))))
         .body_mode(BodyMode::ExpectBody)
         .build();
     let (subrequest, handle) = spawner.create_subrequest(session.as_downstream(), ctx);

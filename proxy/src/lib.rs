@@ -8,6 +8,7 @@
 //! [`reload`] when `config/` changes.
 
 pub mod admit;
+pub mod audit;
 pub mod body;
 pub mod decide;
 pub mod demo;
@@ -24,3 +25,4 @@ pub mod sessions;
 pub mod sse;
 pub mod streams;
 pub mod tls;
+pub mod trace;

@@ -18,6 +18,7 @@ use pingora_proxy::{HttpProxy, ProxyHttp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::audit::Auditor;
 use crate::gateway::Gateway;
 use crate::sessions::SessionSeal;
 use crate::streams::{StreamRegistry, CONNECTION};
@@ -41,14 +42,33 @@ impl ProxyHandle {
     }
 }
 
+/// What a gateway reports to, besides its log.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    /// The audit trail (none: no records, as in most tests and benchmarks).
+    pub auditor: Option<Auditor>,
+}
+
 /// Starts serving the gateway on `listener` with snapshots from `snapshots`.
 pub fn start(
     listener: TcpListener,
     snapshots: Arc<ArcSwap<Snapshot>>,
 ) -> std::io::Result<ProxyHandle> {
+    start_with(listener, snapshots, GatewayOptions::default())
+}
+
+/// [`start`], with an audit trail and other options.
+pub fn start_with(
+    listener: TcpListener,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    options: GatewayOptions,
+) -> std::io::Result<ProxyHandle> {
     let streams = Arc::new(StreamRegistry::default());
     let seal = SessionSeal::random()?;
-    let gateway = Gateway::new(snapshots.clone(), streams.clone(), seal);
+    let mut gateway = Gateway::new(snapshots.clone(), streams.clone(), seal);
+    if let Some(auditor) = options.auditor {
+        gateway = gateway.with_auditor(auditor);
+    }
     let sweeper = AbortOnDrop(tokio::spawn(sweep_on_change(snapshots, streams)));
     serve(listener, gateway, Some(sweeper))
 }

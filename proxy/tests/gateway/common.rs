@@ -151,6 +151,10 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(upstream: SocketAddr) -> Gateway {
+        Self::start_with(upstream, server::GatewayOptions::default()).await
+    }
+
+    pub async fn start_with(upstream: SocketAddr, options: server::GatewayOptions) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         write(p, "gateway.yaml", &format!("gateway:\n  max_body_bytes: {BODY_CAP}\n  allowed_origins: [\"http://localhost:6274\"]\n"));
@@ -168,7 +172,7 @@ impl Gateway {
         let store = Arc::new(ArcSwap::from_pointee(snapshot));
         let watcher = tokio::spawn(config.watch(store.clone(), Duration::from_millis(50), since));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = server::start(listener, store.clone()).unwrap();
+        let handle = server::start_with(listener, store.clone(), options).unwrap();
         Gateway {
             addr: handle.addr,
             dir,

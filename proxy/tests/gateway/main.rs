@@ -1,6 +1,7 @@
 //! End-to-end tests of the gateway: real Pingora on loopback, real rmcp
 //! servers and clients, real config files.
 
+mod audit;
 mod bad_input;
 mod bodies;
 mod common;

@@ -1,0 +1,297 @@
+//! The audit trail, proxy side.
+//!
+//! The request path only hands an [`AuditEvent`] (shared body bytes, the
+//! admitted route, the kept response tail) to a bounded queue. A writer task
+//! turns events into [`AuditRecord`](catalog::audit::AuditRecord)s (parsing,
+//! redaction, outcome) and writes them to the on-disk [`Spool`] in batches; a
+//! shipper task sends spooled segments to the control plane (or a local
+//! file) oldest first and deletes each only once it is acknowledged.
+//! Delivery is at-least-once; record ids make the store keep each once.
+//!
+//! When the spool is full, each server's `audit.when_spool_full` decides:
+//! `reject` refuses its new calls, `drop` serves them and counts the lost
+//! records. Nothing is lost without a count and a log line.
+
+mod record;
+pub mod redact;
+mod ship;
+pub mod spool;
+pub mod tap;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admit::Route;
+use crate::error::Refusal;
+pub use record::RecordBuilder;
+pub use ship::Sink;
+pub use spool::Spool;
+pub use tap::ResponseTap;
+
+/// Events waiting for the writer; beyond this the request path counts drops.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Largest batch written as one segment.
+const MAX_BATCH: usize = 2_048;
+/// Longest an event waits in memory before it is written to disk.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What the gateway saw of one request.
+#[derive(Debug)]
+pub struct AuditEvent {
+    /// Arrival, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Arrival to end of response.
+    pub latency_us: u64,
+    /// The agent's path.
+    pub path: String,
+    /// The HTTP method.
+    pub http_method: http::Method,
+    /// Who and which server, once known.
+    pub route: Option<Route>,
+    /// The checked request body.
+    pub body: Option<Bytes>,
+    /// Why the gateway refused the request, if it did.
+    pub refusal: Option<Refusal>,
+    /// Status sent to the agent (0: none).
+    pub http_status: u16,
+    /// The upstream failed before answering.
+    pub upstream_failed: bool,
+    /// The response's size and tail.
+    pub response: ResponseTap,
+    /// The session id the agent presented.
+    pub session_id: Option<String>,
+    /// The session id the gateway issued in this response (sealed).
+    pub issued_session: Option<String>,
+    /// W3C trace id.
+    pub trace_id: Option<String>,
+}
+
+/// Where and how the auditor keeps records.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The spool directory.
+    pub spool_dir: PathBuf,
+    /// The spool's cap in bytes.
+    pub max_spool_bytes: u64,
+    /// Where records are delivered.
+    pub sink: Sink,
+    /// This gateway instance's name, in every record.
+    pub gateway: String,
+}
+
+/// The default spool cap: 1 GiB.
+pub const DEFAULT_MAX_SPOOL_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Records written to the spool.
+    pub spooled: AtomicU64,
+    /// Records delivered.
+    pub shipped: AtomicU64,
+    /// Records lost (queue or spool full for a `drop` server, disk failure).
+    pub dropped: AtomicU64,
+    /// Calls refused because their records could not be kept.
+    pub rejected: AtomicU64,
+}
+
+/// The request path's handle: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Auditor {
+    tx: mpsc::Sender<AuditEvent>,
+    spool: Arc<Spool>,
+    stats: Arc<AuditStats>,
+}
+
+/// The background tasks; [`AuditTasks::shutdown`] writes what is queued.
+pub struct AuditTasks {
+    stop: CancellationToken,
+    writer: JoinHandle<()>,
+    shipper: JoinHandle<()>,
+}
+
+impl Auditor {
+    /// Opens the spool and starts the writer and shipper tasks.
+    pub fn start(options: AuditOptions) -> std::io::Result<(Auditor, AuditTasks)> {
+        let spool = Arc::new(Spool::open(&options.spool_dir, options.max_spool_bytes)?);
+        if spool.records() > 0 {
+            tracing::info!(
+                records = spool.records(),
+                "audit: records from an earlier run are waiting in the spool; sending them"
+            );
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(AuditStats::default());
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(write_loop(
+            rx,
+            RecordBuilder::new(options.gateway),
+            spool.clone(),
+            wake.clone(),
+            stop.clone(),
+            stats.clone(),
+        ));
+        let shipper = tokio::spawn(ship::ship_loop(
+            spool.clone(),
+            options.sink,
+            wake,
+            stop.clone(),
+            stats.clone(),
+        ));
+        let auditor = Auditor { tx, spool, stats };
+        Ok((
+            auditor,
+            AuditTasks {
+                stop,
+                writer,
+                shipper,
+            },
+        ))
+    }
+
+    /// Queues an event; never waits. A full queue loses the event, counted.
+    pub fn submit(&self, event: AuditEvent) {
+        if let Err(e) = self.tx.try_send(event) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(reason = %e, "audit: record lost (writer queue full or stopped)");
+        }
+    }
+
+    /// Can records be kept right now? (The spool is under its cap.)
+    pub fn accepting(&self) -> bool {
+        !self.spool.is_full()
+    }
+
+    /// Counts a call refused because its record could not be kept.
+    pub fn note_rejected(&self) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a served call whose record is not kept (`when_spool_full: drop`).
+    pub fn note_dropped(&self) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// The spool.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+}
+
+impl AuditTasks {
+    /// Writes every queued event to the spool, then stops both tasks.
+    /// Undelivered segments stay on disk for the next start.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), self.writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("audit: writer did not finish within 10 s");
+        }
+        self.shipper.abort();
+        let _ = self.shipper.await;
+    }
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<AuditEvent>,
+    mut builder: RecordBuilder,
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    stats: Arc<AuditStats>,
+) {
+    loop {
+        let first = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = stop.cancelled() => None,
+        };
+        let mut events = Vec::new();
+        let Some(first) = first else {
+            // Stopping: write whatever is still queued.
+            while let Ok(ev) = rx.try_recv() {
+                events.push(ev);
+            }
+            flush(&mut builder, events, &spool, &stats, &wake).await;
+            return;
+        };
+        events.push(first);
+        let deadline = tokio::time::Instant::from_std(Instant::now() + FLUSH_INTERVAL);
+        while events.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ev)) => events.push(ev),
+                _ => break,
+            }
+        }
+        flush(&mut builder, events, &spool, &stats, &wake).await;
+    }
+}
+
+async fn flush(
+    builder: &mut RecordBuilder,
+    events: Vec<AuditEvent>,
+    spool: &Arc<Spool>,
+    stats: &AuditStats,
+    wake: &Notify,
+) {
+    let mut lines = Vec::new();
+    let mut count = 0u64;
+    for ev in &events {
+        for rec in builder.build(ev) {
+            if serde_json::to_writer(&mut lines, &rec).is_ok() {
+                lines.push(b'\n');
+                count += 1;
+            }
+        }
+    }
+    drop(events);
+    if count == 0 {
+        return;
+    }
+    let spool = spool.clone();
+    let written = tokio::task::spawn_blocking(move || spool.append(&lines, count)).await;
+    match written {
+        Ok(Ok(())) => {
+            stats.spooled.fetch_add(count, Ordering::Relaxed);
+            wake.notify_one();
+        }
+        Ok(Err(e)) => {
+            stats.dropped.fetch_add(count, Ordering::Relaxed);
+            tracing::error!(error = %e, records = count, "audit: cannot write the spool; records lost");
+        }
+        Err(e) => {
+            stats.dropped.fetch_add(count, Ordering::Relaxed);
+            tracing::error!(error = %e, records = count, "audit: spool writer failed; records lost");
+        }
+    }
+}
+
+/// The name of this gateway instance: `TOOLGATE_INSTANCE`, else the host name.
+pub fn instance_name() -> String {
+    std::env::var("TOOLGATE_INSTANCE")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "toolgate".to_string())
+}

@@ -1,0 +1,315 @@
+//! Turning what the gateway saw of a request into audit records: one per
+//! audited JSON-RPC message. Runs on the audit writer task, off the request
+//! path: the body is parsed again here, not while the agent waits.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
+use serde_json::Value;
+
+use super::redact;
+use super::AuditEvent;
+use crate::error::Refusal;
+
+/// Sessions whose `clientInfo` is remembered (oldest forgotten first).
+const MAX_CLIENTS: usize = 100_000;
+
+/// Builds records; remembers each session's `clientInfo` from `initialize`.
+pub struct RecordBuilder {
+    gateway: String,
+    id_prefix: u64,
+    next_id: AtomicU64,
+    clients: HashMap<String, ClientInfo>,
+    client_order: VecDeque<String>,
+}
+
+impl RecordBuilder {
+    /// Records from gateway instance `gateway`.
+    pub fn new(gateway: String) -> Self {
+        let seed = (std::time::SystemTime::now(), std::process::id());
+        RecordBuilder {
+            gateway,
+            id_prefix: std::collections::hash_map::RandomState::new().hash_one(seed),
+            next_id: AtomicU64::new(0),
+            clients: HashMap::new(),
+            client_order: VecDeque::new(),
+        }
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{:016x}", self.id_prefix, n)
+    }
+
+    /// The records for one request (none when nothing in it is audited).
+    pub fn build(&mut self, ev: &AuditEvent) -> Vec<AuditRecord> {
+        let messages: Vec<Value> = ev
+            .body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .map(|v| match v {
+                Value::Array(items) => items,
+                one => vec![one],
+            })
+            .unwrap_or_default();
+        self.learn_client(ev, &messages);
+        let all_methods = ev
+            .route
+            .as_ref()
+            .is_some_and(|r| r.settings().audit.all_methods);
+        let refused = ev.refusal.is_some();
+        if messages.is_empty() {
+            // GET / DELETE streams, or refused before the body was understood.
+            if refused || all_methods {
+                return vec![self.record(ev, None, messages.len())];
+            }
+            return Vec::new();
+        }
+        messages
+            .iter()
+            .filter(|m| {
+                let method = m.get("method").and_then(Value::as_str);
+                refused || all_methods || method == Some("tools/call")
+            })
+            .map(|m| self.record(ev, Some(m), messages.len()))
+            .collect()
+    }
+
+    fn learn_client(&mut self, ev: &AuditEvent, messages: &[Value]) {
+        if ev.http_method == http::Method::DELETE {
+            if let Some(sid) = &ev.session_id {
+                self.clients.remove(sid);
+            }
+        }
+        let (Some(sid), Some(init)) = (
+            &ev.issued_session,
+            messages
+                .iter()
+                .find(|m| m.get("method").and_then(Value::as_str) == Some("initialize")),
+        ) else {
+            return;
+        };
+        let info = &init["params"]["clientInfo"];
+        let Some(name) = info.get("name").and_then(Value::as_str) else {
+            return;
+        };
+        let client = ClientInfo {
+            name: truncate(name, 200),
+            version: info
+                .get("version")
+                .and_then(Value::as_str)
+                .map(|v| truncate(v, 100)),
+        };
+        if self.clients.insert(sid.clone(), client).is_none() {
+            self.client_order.push_back(sid.clone());
+        }
+        while self.clients.len() > MAX_CLIENTS {
+            match self.client_order.pop_front() {
+                Some(old) => {
+                    self.clients.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn record(&self, ev: &AuditEvent, msg: Option<&Value>, count: usize) -> AuditRecord {
+        let route = ev.route.as_ref();
+        let principal = route.map(|r| r.principal());
+        let session_id = ev.issued_session.clone().or_else(|| ev.session_id.clone());
+        let client = session_id
+            .as_ref()
+            .and_then(|s| self.clients.get(s))
+            .cloned();
+        let method = msg
+            .and_then(|m| m.get("method"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let tool = (method.as_deref() == Some("tools/call"))
+            .then(|| msg.and_then(|m| m["params"]["name"].as_str()))
+            .flatten()
+            .map(str::to_string);
+        let request_id = msg.and_then(|m| m.get("id")).cloned();
+        let policy = route.map(|r| &r.upstream().audit);
+        let mode = policy.map_or(ArgumentsMode::Drop, |p| p.arguments);
+        let arguments = msg
+            .and_then(|m| m["params"].get("arguments"))
+            .cloned()
+            .and_then(|args| {
+                let keys = route.map_or_else(Vec::new, |r| {
+                    redact::fragments(
+                        &r.settings().audit.redact_keys,
+                        &r.upstream().audit.redact_keys,
+                    )
+                });
+                redact::apply(mode, args, &keys)
+            });
+        let mut rec = AuditRecord {
+            id: self.new_id(),
+            ts_ms: ev.ts_ms,
+            gateway: self.gateway.clone(),
+            principal: principal.map(|p| p.name.to_string()),
+            principal_kind: principal.map(|p| {
+                match p.kind {
+                    catalog::model::PrincipalKind::User => "user",
+                    catalog::model::PrincipalKind::Agent => "agent",
+                }
+                .to_string()
+            }),
+            agent: route.map(|r| r.agent_name().to_string()),
+            client,
+            teams: principal.map_or_else(Vec::new, |p| {
+                p.teams.iter().map(|t| t.to_string()).collect()
+            }),
+            endpoint: ev.path.clone(),
+            server: route.map(|r| r.server_name().to_string()),
+            method,
+            tool,
+            request_id,
+            arguments,
+            arguments_mode: mode,
+            decision: Decision::Allow,
+            reason: None,
+            outcome: Outcome::Unknown,
+            http_status: ev.http_status,
+            error_code: None,
+            latency_us: ev.latency_us,
+            request_bytes: ev.body.as_ref().map_or(0, |b| b.len() as u64),
+            response_bytes: ev.response.total,
+            session_id,
+            trace_id: ev.trace_id.clone(),
+            response_excerpt: None,
+        };
+        match &ev.refusal {
+            Some(refusal) => {
+                rec.decision = Decision::Deny;
+                rec.outcome = Outcome::Refused;
+                rec.reason = Some(reason(refusal, rec.tool.as_deref()));
+                let body: Value =
+                    serde_json::from_slice(&refusal.to_response().body).unwrap_or(Value::Null);
+                rec.error_code = first_error_code(&body);
+            }
+            None => self.outcome(ev, msg, count, &mut rec),
+        }
+        rec
+    }
+
+    fn outcome(&self, ev: &AuditEvent, msg: Option<&Value>, count: usize, rec: &mut AuditRecord) {
+        if ev.upstream_failed || ev.http_status >= 500 {
+            rec.outcome = Outcome::UpstreamError;
+            return;
+        }
+        if ev.http_status == 0 {
+            return; // the agent went away: unknown
+        }
+        let Some(msg) = msg else {
+            return;
+        };
+        let Some(id) = msg.get("id") else {
+            // A notification or a reply to the server: no response expected.
+            rec.outcome = if (200..300).contains(&ev.http_status) {
+                Outcome::Success
+            } else {
+                Outcome::Error
+            };
+            return;
+        };
+        let responses = responses(ev);
+        let answers: Vec<&Value> = responses
+            .iter()
+            .filter(|r| r.get("result").is_some() || r.get("error").is_some())
+            .collect();
+        let answer = answers
+            .iter()
+            .find(|r| r.get("id") == Some(id))
+            .or_else(|| (count == 1 && answers.len() == 1).then(|| &answers[0]));
+        let Some(answer) = answer else {
+            return;
+        };
+        if let Some(err) = answer.get("error") {
+            rec.outcome = Outcome::Error;
+            rec.error_code = err.get("code").and_then(Value::as_i64);
+            return;
+        }
+        let result = &answer["result"];
+        rec.outcome = if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            Outcome::ToolError
+        } else {
+            Outcome::Success
+        };
+        let excerpt_chars = ev
+            .route
+            .as_ref()
+            .map_or(0, |r| r.upstream().audit.response_excerpt);
+        if excerpt_chars > 0 {
+            rec.response_excerpt = result["content"]
+                .as_array()
+                .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
+                .map(|t| truncate(t, excerpt_chars));
+        }
+    }
+}
+
+/// Every JSON-RPC message found in the kept part of the response.
+fn responses(ev: &AuditEvent) -> Vec<Value> {
+    let tap = &ev.response;
+    let bytes = tap.bytes();
+    if !tap.sse {
+        if tap.truncated {
+            return Vec::new();
+        }
+        return match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Array(items)) => items,
+            Ok(one) => vec![one],
+            Err(_) => Vec::new(),
+        };
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+    normalized
+        .split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if data.is_empty() {
+                return None;
+            }
+            serde_json::from_str::<Value>(&data.join("\n")).ok()
+        })
+        .flat_map(|v| match v {
+            Value::Array(items) => items,
+            one => vec![one],
+        })
+        .collect()
+}
+
+fn reason(refusal: &Refusal, tool: Option<&str>) -> String {
+    match refusal {
+        Refusal::Denied(calls) => {
+            let denied = tool.is_some_and(|t| calls.iter().any(|c| c.tool.as_deref() == Some(t)));
+            if denied {
+                "tool not allowed for this principal".to_string()
+            } else {
+                "batch refused: it contains a denied tool call".to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn first_error_code(body: &Value) -> Option<i64> {
+    let first = match body {
+        Value::Array(items) => items.first()?,
+        one => one,
+    };
+    first["error"]["code"].as_i64()
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}

@@ -1,0 +1,117 @@
+//! W3C Trace Context (`traceparent`): every upstream request carries one, so
+//! a call can be followed from the agent through the gateway to the server.
+//! The agent's trace id is kept when it sent a valid header; otherwise the
+//! gateway starts a trace. The parent id is always the gateway's own span.
+
+use std::cell::Cell;
+use std::hash::BuildHasher;
+
+/// The trace context of one request.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// The gateway's span id (16 hex digits), sent upstream as the parent.
+    pub span_id: String,
+    /// Trace flags (2 hex digits): the agent's, or `01` (sampled).
+    flags: String,
+}
+
+impl TraceContext {
+    /// Continues the agent's trace from its `traceparent`, or starts one.
+    pub fn from_header(traceparent: Option<&[u8]>) -> Self {
+        let span_id = format!("{:016x}", nonzero_random());
+        match traceparent.and_then(parse) {
+            Some((trace_id, flags)) => TraceContext {
+                trace_id,
+                span_id,
+                flags,
+            },
+            None => TraceContext {
+                trace_id: format!("{:016x}{:016x}", nonzero_random(), nonzero_random()),
+                span_id,
+                flags: "01".to_string(),
+            },
+        }
+    }
+
+    /// The `traceparent` header value to send upstream.
+    pub fn header_value(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+/// Parses `00-<32 hex>-<16 hex>-<2 hex>` (and later versions' leading fields);
+/// all-zero ids are invalid.
+fn parse(raw: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let mut parts = text.split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent = parts.next()?;
+    let flags = parts.next()?;
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then(|| (trace_id.to_string(), flags.to_string()))
+}
+
+/// A fast, non-cryptographic random number (ids for tracing, not secrets).
+fn nonzero_random() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().hash_one(0u64) | 1);
+    }
+    STATE.with(|s| {
+        // splitmix64
+        let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).max(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_valid_trace_and_replaces_the_parent() {
+        let incoming = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = TraceContext::from_header(Some(incoming));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(t.span_id, "00f067aa0ba902b7");
+        let header = t.header_value();
+        assert!(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(header.ends_with("-01"));
+        assert_eq!(header.len(), 55);
+    }
+
+    #[test]
+    fn starts_a_trace_when_the_header_is_missing_or_invalid() {
+        for bad in [
+            None,
+            Some(&b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..]),
+            Some(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            Some(b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"),
+            Some(b"garbage"),
+        ] {
+            let t = TraceContext::from_header(bad);
+            assert_eq!(t.trace_id.len(), 32);
+            assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(t.header_value().ends_with("-01"));
+        }
+        let a = TraceContext::from_header(None);
+        let b = TraceContext::from_header(None);
+        assert_ne!(a.trace_id, b.trace_id);
+    }
+}
