@@ -305,6 +305,7 @@ fn build_upstream(
             .offered_tools
             .as_ref()
             .map(|names| names.iter().map(|n| Box::<str>::from(n.as_str())).collect()),
+        tools: s.tools.iter().map(|t| t.name.as_str().into()).collect(),
         audit: s.audit.clone(),
     })
 }

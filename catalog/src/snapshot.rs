@@ -127,6 +127,9 @@ pub struct Upstream {
     pub tls_ca_pem: Option<Arc<str>>,
     /// When set, the only tools offered (pinned and unchanged).
     pub offered: Option<std::collections::HashSet<Box<str>>>,
+    /// Names of the tools the catalog knows for this server (declared in
+    /// config or found by discovery), e.g. to bound metric labels.
+    pub tools: std::collections::HashSet<Box<str>>,
     /// The server's audit policy.
     pub audit: crate::model::ServerAudit,
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod discovery;
+pub mod metrics;
 pub mod registry;
 pub mod serve;
 pub mod store;

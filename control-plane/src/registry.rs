@@ -14,6 +14,7 @@ use catalog::model::{ConfigFile, Principal, TokenDecl, UpstreamAuth};
 use catalog::{ConfigError, ConfigErrors, SnapshotDocument};
 use tokio::sync::watch;
 
+use crate::metrics::CpMetrics;
 use crate::store::{Mutation, Outcome, RuntimeState, Store, StoreError};
 
 /// A published snapshot: its version and its serialized document.
@@ -34,6 +35,7 @@ pub struct Registry {
     published: watch::Sender<Arc<Published>>,
     /// Serializes builds so versions are published in order.
     build: std::sync::Mutex<()>,
+    metrics: Arc<CpMetrics>,
 }
 
 /// Registry failures.
@@ -55,12 +57,15 @@ impl Registry {
         let version = store.next_version()?;
         let document =
             build_document(config_dir, &state, version).map_err(RegistryError::Config)?;
+        let metrics = Arc::new(CpMetrics::new());
+        metrics.snapshot_published(document.version);
         let (published, _) = watch::channel(Arc::new(publishable(document)));
         Ok(Arc::new(Registry {
             config_dir: config_dir.to_path_buf(),
             store,
             published,
             build: std::sync::Mutex::new(()),
+            metrics,
         }))
     }
 
@@ -72,6 +77,16 @@ impl Registry {
     /// A receiver that sees every new snapshot.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.published.subscribe()
+    }
+
+    /// The control plane's metrics.
+    pub fn metrics(&self) -> &Arc<CpMetrics> {
+        &self.metrics
+    }
+
+    /// How many receivers wait on new snapshots (the proxies' long-polls).
+    pub fn followers(&self) -> usize {
+        self.published.receiver_count()
     }
 
     /// The operator's config directory.
@@ -95,7 +110,7 @@ impl Registry {
         };
         let (outcome, _) = self.store.apply(actor, &mutation, &check)?;
         if let Some(doc) = built.into_inner() {
-            self.published.send_replace(Arc::new(publishable(doc)));
+            self.publish(doc);
         }
         Ok(outcome)
     }
@@ -110,8 +125,13 @@ impl Registry {
         let version = self.store.next_version()?;
         let doc =
             build_document(&self.config_dir, &state, version).map_err(RegistryError::Config)?;
-        self.published.send_replace(Arc::new(publishable(doc)));
+        self.publish(doc);
         Ok(version)
+    }
+
+    fn publish(&self, doc: SnapshotDocument) {
+        self.metrics.snapshot_published(doc.version);
+        self.published.send_replace(Arc::new(publishable(doc)));
     }
 }
 

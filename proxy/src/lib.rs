@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod http_headers;
 pub mod jsonrpc;
 pub mod large_body;
+pub mod metrics;
 pub mod reload;
 pub mod remote;
 pub mod server;

@@ -80,6 +80,12 @@ pub fn app(registry: Arc<Registry>, keys: ApiKeys) -> Router {
         .route("/v1/secrets", get(list_secrets))
         .route("/v1/secrets/{name}", put(set_secret))
         .route("/v1/changes", get(list_changes))
+        .route("/metrics", get(metrics))
+        // After every route: counts each under its matched template.
+        .layer(axum::middleware::from_fn_with_state(
+            state.registry.metrics().clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -237,4 +243,9 @@ async fn list_changes(
         .changes(q.limit.min(1000))
         .map_err(RegistryError::from)?;
     Ok(Json(serde_json::to_value(changes).unwrap_or(Value::Null)))
+}
+
+/// Prometheus metrics; no token needed, nothing sensitive (see [`crate::metrics`]).
+async fn metrics(State(s): State<AppState>) -> Response {
+    crate::metrics::scrape(&s.registry)
 }

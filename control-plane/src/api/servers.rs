@@ -201,7 +201,10 @@ pub(super) async fn discover_tools(
     let (server, credential) = server_and_credential(&s, &name)?;
     let tools = discover(&server.endpoint, &credential, Duration::from_secs(20))
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .map_err(|e| {
+            s.registry.metrics().discovery_failed(&name);
+            ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+        })?;
     let rows = tools
         .iter()
         .map(|t| (t.name().to_string(), t.fingerprint(), t.raw().to_string()))
