@@ -1,6 +1,7 @@
 //! The `toolgate` binary: gateway, control plane and operator CLI.
 //! See `toolgate --help`.
 
+mod audit;
 mod ops;
 mod run;
 
@@ -34,6 +35,9 @@ enum Command {
         /// Address of the control plane API.
         #[arg(long, default_value = "127.0.0.1:7070")]
         api: SocketAddr,
+        /// Days audit records are kept (0: forever).
+        #[arg(long, default_value_t = toolgate_control_plane::audit::DEFAULT_RETENTION_DAYS)]
+        audit_retention_days: u32,
     },
     /// Run the gateway: on a config directory (hot-reloaded), or following a
     /// control plane (`--control-plane URL`, proxy token in TOOLGATE_PROXY_TOKEN).
@@ -69,6 +73,10 @@ enum Command {
         /// API address.
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
+        /// Days audit records are kept (0: forever); they live in `audit.db`
+        /// beside the database.
+        #[arg(long, default_value_t = toolgate_control_plane::audit::DEFAULT_RETENTION_DAYS)]
+        audit_retention_days: u32,
     },
     /// Run only the demo MCP server.
     DemoServer {
@@ -98,6 +106,11 @@ enum Command {
     Secret {
         #[command(subcommand)]
         command: ops::SecretCommand,
+    },
+    /// The audit trail kept by the control plane (TOOLGATE_URL, TOOLGATE_ADMIN_TOKEN).
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// A token and digest for config files (no control plane needed).
     Token {
@@ -136,7 +149,8 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             api,
-        } => run::runtime(None)?.block_on(run::up(config, data, listen, api)),
+            audit_retention_days,
+        } => run::runtime(None)?.block_on(run::up(config, data, listen, api, audit_retention_days)),
         Command::Proxy {
             config,
             control_plane,
@@ -147,9 +161,17 @@ fn main() -> anyhow::Result<()> {
         } => {
             run::runtime(threads)?.block_on(run::proxy(config, control_plane, cache, listen, demo))
         }
-        Command::ControlPlane { config, db, listen } => {
-            run::runtime(None)?.block_on(run::control_plane(config, db, listen))
-        }
+        Command::ControlPlane {
+            config,
+            db,
+            listen,
+            audit_retention_days,
+        } => run::runtime(None)?.block_on(run::control_plane(
+            config,
+            db,
+            listen,
+            audit_retention_days,
+        )),
         Command::DemoServer { listen, token_file } => {
             run::runtime(Some(1))?.block_on(run::demo_server(listen, token_file))
         }
@@ -159,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server { command } => run::runtime(Some(1))?.block_on(ops::server(command)),
         Command::Pat { command } => run::runtime(Some(1))?.block_on(ops::pat(command)),
         Command::Secret { command } => run::runtime(Some(1))?.block_on(ops::secret(command)),
+        Command::Audit { command } => run::runtime(Some(1))?.block_on(audit::run(command)),
         Command::Token {
             command: TokenCommand::New,
         } => {

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use toolgate_control_plane::api::{new_token, ApiKeys};
+use toolgate_control_plane::audit::AuditStore;
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
 use toolgate_proxy::demo::{self, DemoOptions};
@@ -111,19 +112,30 @@ fn api_keys(admin: &str, proxy: &str) -> ApiKeys {
     }
 }
 
+/// Starts the API on `listen`: the registry in `db`, the audit trail in
+/// `audit.db` beside it (records kept `audit_retention_days` days, 0: forever).
 async fn start_control_plane(
     config: &Path,
     db: &Path,
     listen: SocketAddr,
     keys: ApiKeys,
+    audit_retention_days: u32,
 ) -> anyhow::Result<SocketAddr> {
     let store = SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))?;
     let registry = Registry::open(config, Box::new(store))?;
+    let audit_db = db.with_file_name("audit.db");
+    let audit = AuditStore::open(&audit_db, audit_retention_days)
+        .with_context(|| format!("opening {}", audit_db.display()))?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let handle =
-        toolgate_control_plane::serve::start(listener, registry, keys, Duration::from_millis(250))?;
+    let handle = toolgate_control_plane::serve::start(
+        listener,
+        registry,
+        Arc::new(audit),
+        keys,
+        Duration::from_millis(250),
+    )?;
     tracing::info!(addr = %handle.addr, "control plane API (OpenAPI at /openapi.json)");
     let addr = handle.addr;
     // Runs until the process stops.
@@ -132,12 +144,24 @@ async fn start_control_plane(
 }
 
 /// `toolgate control-plane`.
-pub async fn control_plane(config: PathBuf, db: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn control_plane(
+    config: PathBuf,
+    db: PathBuf,
+    listen: SocketAddr,
+    audit_retention_days: u32,
+) -> anyhow::Result<()> {
     let admin = std::env::var("TOOLGATE_ADMIN_TOKEN")
         .context("TOOLGATE_ADMIN_TOKEN must hold the admin token")?;
     let proxy = std::env::var("TOOLGATE_PROXY_TOKEN")
         .context("TOOLGATE_PROXY_TOKEN must hold the proxy token")?;
-    start_control_plane(&config, &db, listen, api_keys(&admin, &proxy)).await?;
+    start_control_plane(
+        &config,
+        &db,
+        listen,
+        api_keys(&admin, &proxy),
+        audit_retention_days,
+    )
+    .await?;
     wait_for_stop_signal().await
 }
 
@@ -163,6 +187,7 @@ pub async fn up(
     data: PathBuf,
     listen: SocketAddr,
     api: SocketAddr,
+    audit_retention_days: u32,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let admin = match std::env::var("TOOLGATE_ADMIN_TOKEN") {
@@ -176,6 +201,7 @@ pub async fn up(
         &data.join("toolgate.db"),
         api,
         api_keys(&admin, &proxy),
+        audit_retention_days,
     )
     .await?;
     let store = follow(ControlPlane {

@@ -5,9 +5,11 @@
 //!   snapshot document, published to proxies;
 //! - [`api`]: the REST API and the proxies' snapshot long-poll;
 //! - [`serve`]: running it (API + `config/` watcher);
-//! - [`discovery`]: listing a server's tools and reviewing them against pins.
+//! - [`discovery`]: listing a server's tools and reviewing them against pins;
+//! - [`audit`]: the audit trail proxies send (own SQLite file), queried by operators.
 
 pub mod api;
+pub mod audit;
 pub mod discovery;
 pub mod metrics;
 pub mod registry;

@@ -1,4 +1,5 @@
-//! Running the control plane: the HTTP API plus the `config/` watcher.
+//! Running the control plane: the HTTP API plus the `config/` watcher and
+//! the audit retention task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{app, ApiKeys};
+use crate::audit::{retention_task, AuditStore, RETENTION_INTERVAL};
 use crate::registry::Registry;
 
 /// A running control plane.
@@ -15,37 +17,43 @@ pub struct ControlPlaneHandle {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
+    retention: tokio::task::JoinHandle<()>,
 }
 
 impl ControlPlaneHandle {
     /// Stops serving (abruptly, as a crash would).
     pub async fn stop(self) {
         self.watcher.abort();
+        self.retention.abort();
         self.task.abort();
         let _ = self.task.await;
         let _ = self.watcher.await;
     }
 }
 
-/// Serves the API on `listener` and watches `config/` every `poll`.
+/// Serves the API on `listener`, watches `config/` every `poll`, and applies
+/// the audit store's retention now and hourly.
 pub fn start(
     listener: TcpListener,
     registry: Arc<Registry>,
+    audit: Arc<AuditStore>,
     keys: ApiKeys,
     poll: Duration,
 ) -> std::io::Result<ControlPlaneHandle> {
     let addr = listener.local_addr()?;
-    let router = app(registry.clone(), keys);
+    let router = app(registry.clone(), audit.clone(), keys);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "control plane API stopped");
         }
     });
     let watcher = tokio::spawn(watch_config(registry, poll));
+    let retention = tokio::spawn(retention_task(audit, RETENTION_INTERVAL));
     Ok(ControlPlaneHandle {
         addr,
         task,
         watcher,
+        retention,
     })
 }
 

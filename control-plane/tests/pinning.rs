@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use toolgate_control_plane::api::ApiKeys;
+use toolgate_control_plane::audit::AuditStore;
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
 use toolgate_proxy::remote::ControlPlane;
@@ -144,9 +145,11 @@ async fn changed_tools_are_withheld_until_approved_again() {
         admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
         proxies: vec![catalog::token_digest(PROXY)],
     };
+    let audit = AuditStore::open(&root.path().join("audit.db"), 90).unwrap();
     let cp = toolgate_control_plane::serve::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         registry,
+        Arc::new(audit),
         keys,
         Duration::from_millis(50),
     )

@@ -14,6 +14,7 @@ use common::{call, post, write, Upstream, INIT, UPSTREAM_SECRET};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use toolgate_control_plane::api::ApiKeys;
+use toolgate_control_plane::audit::AuditStore;
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::serve::{self, ControlPlaneHandle};
 use toolgate_control_plane::store::SqliteStore;
@@ -75,6 +76,7 @@ impl Plane {
     async fn start_cp(&mut self, addr: &str) {
         let store = SqliteStore::open(&self.root.path().join("toolgate.db")).unwrap();
         let registry = Registry::open(&self.config(), Box::new(store)).unwrap();
+        let audit = AuditStore::open(&self.root.path().join("audit.db"), 90).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -83,7 +85,14 @@ impl Plane {
         let addr = addr.to_string();
         let handle = runtime.block_on_in_place(async move {
             let listener = TcpListener::bind(addr).await.unwrap();
-            serve::start(listener, registry, keys(), Duration::from_millis(50)).unwrap()
+            serve::start(
+                listener,
+                registry,
+                Arc::new(audit),
+                keys(),
+                Duration::from_millis(50),
+            )
+            .unwrap()
         });
         self.addr = handle.addr;
         self.cp = Some(RunningCp {

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use toolgate_control_plane::api::ApiKeys;
+use toolgate_control_plane::audit::AuditStore;
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
 use toolgate_proxy::remote::ControlPlane;
@@ -77,9 +78,11 @@ async fn run(rounds: usize) -> anyhow::Result<()> {
         admins: vec![("bench".into(), catalog::token_digest(ADMIN))],
         proxies: vec![catalog::token_digest(PROXY)],
     };
+    let audit = AuditStore::open(&root.path().join("audit.db"), 90)?;
     let cp = toolgate_control_plane::serve::start(
         TcpListener::bind("127.0.0.1:0").await?,
         registry,
+        Arc::new(audit),
         keys,
         Duration::from_secs(1),
     )?;

@@ -21,9 +21,11 @@ use crate::discovery::{discover, review, Credential, PinnedTool, Review, ToolDef
 use crate::registry::{Registry, RegistryError};
 use crate::store::{Mutation, Outcome, StoreError, StoredPrincipal};
 
+mod audit;
 mod identities;
 mod servers;
 
+use audit::*;
 pub use identities::new_token;
 use identities::*;
 use servers::*;
@@ -41,16 +43,18 @@ pub struct ApiKeys {
 struct AppState {
     registry: Arc<Registry>,
     keys: Arc<ApiKeys>,
+    audit: Arc<crate::audit::AuditStore>,
 }
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-/// The control plane's HTTP application.
-pub fn app(registry: Arc<Registry>, keys: ApiKeys) -> Router {
+/// The control plane's HTTP application; audit records go to `audit`.
+pub fn app(registry: Arc<Registry>, audit: Arc<crate::audit::AuditStore>, keys: ApiKeys) -> Router {
     let state = AppState {
         registry,
         keys: Arc::new(keys),
+        audit,
     };
     Router::new()
         .route(
@@ -80,6 +84,11 @@ pub fn app(registry: Arc<Registry>, keys: ApiKeys) -> Router {
         .route("/v1/secrets", get(list_secrets))
         .route("/v1/secrets/{name}", put(set_secret))
         .route("/v1/changes", get(list_changes))
+        .route(
+            "/v1/audit/records",
+            post(ingest_records).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BYTES)),
+        )
+        .route("/v1/audit", get(query_audit))
         .route("/metrics", get(metrics))
         // After every route: counts each under its matched template.
         .layer(axum::middleware::from_fn_with_state(
