@@ -20,7 +20,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); TG=$(free_port); BP=$(free_port)
+UP=$(free_port); NGX=$(free_port); TG=$(free_port); BP=$(free_port); TGN=$(free_port)
 
 # 1. The upstream (nginx answering a fixed tools/call result) and the
 #    baseline (nginx proxy_pass): two nginx processes, one worker each.
@@ -62,11 +62,15 @@ policies:
 YAML
 # 3. A bare Pingora pass-through (only picks the peer), same accept loop as toolgate.
 "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" /mcp & pids+=($!)
-RUST_LOG=warn "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TG" --threads 1 & pids+=($!)
+# toolgate as deployed (audit trail on: records spooled to disk and delivered
+# to a JSON Lines file), and the same with --no-audit to price the audit trail.
+RUST_LOG=warn "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TG" --threads 1 \
+  --audit-spool "$WORK/spool" --audit-log "$WORK/audit.jsonl" & pids+=($!)
+RUST_LOG=error "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TGN" --threads 1 --no-audit & pids+=($!)
 sleep 1
 
 check() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" --data '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{}}}' "$1"; }
-for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$BP/mcp/demo" "http://127.0.0.1:$TG/mcp/demo"; do
+for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$BP/mcp/demo" "http://127.0.0.1:$TG/mcp/demo" "http://127.0.0.1:$TGN/mcp/demo"; do
   check "$url" || { echo "not answering: $url" >&2; exit 1; }
 done
 
@@ -84,6 +88,7 @@ results+=("$(run direct "http://127.0.0.1:$UP/mcp")")
 results+=("$(run nginx "http://127.0.0.1:$NGX/mcp/demo")")
 results+=("$(run bare-pingora "http://127.0.0.1:$BP/mcp/demo")")
 results+=("$(run toolgate "http://127.0.0.1:$TG/mcp/demo")")
+results+=("$(run toolgate-no-audit "http://127.0.0.1:$TGN/mcp/demo")")
 
 rps_of() { for r in "${results[@]}"; do if [ "$(cut -d"|" -f1 <<<"$r")" = "$1" ]; then cut -d"|" -f2 <<<"$r"; fi; done; }
 direct_rps=$(rps_of direct); nginx_rps=$(rps_of nginx); bare_rps=$(rps_of bare-pingora)
@@ -95,4 +100,5 @@ for r in "${results[@]}"; do
   echo "| $name | $rps | $ratios | $p50 | $p99 | $errs |"
 done
 echo
+echo "audit records written by the audited toolgate: $(wc -l < "$WORK/audit.jsonl" 2>/dev/null || echo 0)"
 echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$CONNS -d${DURATION}s; proxies with 1 worker/thread; $(date -u +%F)"

@@ -60,6 +60,8 @@ enum Command {
         /// Also run the demo MCP server on 127.0.0.1:9300 (the example config's `demo`).
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        audit: run::AuditArgs,
     },
     /// Run the control plane (admin token in TOOLGATE_ADMIN_TOKEN, proxy
     /// token in TOOLGATE_PROXY_TOKEN).
@@ -158,9 +160,15 @@ fn main() -> anyhow::Result<()> {
             listen,
             threads,
             demo,
-        } => {
-            run::runtime(threads)?.block_on(run::proxy(config, control_plane, cache, listen, demo))
-        }
+            audit,
+        } => run::runtime(threads)?.block_on(run::proxy(
+            config,
+            control_plane,
+            cache,
+            listen,
+            demo,
+            audit,
+        )),
         Command::ControlPlane {
             config,
             db,

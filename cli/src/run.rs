@@ -13,9 +13,11 @@ use toolgate_control_plane::api::{new_token, ApiKeys};
 use toolgate_control_plane::audit::AuditStore;
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
+use toolgate_proxy::audit::{instance_name, AuditOptions, Auditor, Sink};
 use toolgate_proxy::demo::{self, DemoOptions};
 use toolgate_proxy::reload::{resolve_secret, ConfigDir};
 use toolgate_proxy::remote::ControlPlane;
+use toolgate_proxy::server::GatewayOptions;
 
 /// A Tokio runtime with `threads` workers (default: one per core).
 pub fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -39,6 +41,25 @@ pub fn config_check(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the gateway keeps its audit trail.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Directory where audit records wait until delivered (created 0700).
+    #[arg(long, default_value = "toolgate-audit-spool")]
+    pub audit_spool: PathBuf,
+    /// The spool's cap in bytes; when full, each server's
+    /// `audit.when_spool_full` (reject or drop) applies.
+    #[arg(long, default_value_t = toolgate_proxy::audit::DEFAULT_MAX_SPOOL_BYTES)]
+    pub audit_spool_max_bytes: u64,
+    /// In file mode, the JSON Lines file records are delivered to (with
+    /// `--control-plane` they go to the control plane).
+    #[arg(long, default_value = "toolgate-audit.jsonl")]
+    pub audit_log: PathBuf,
+    /// Keep no audit trail at all (benchmarks; not for production).
+    #[arg(long)]
+    pub no_audit: bool,
+}
+
 /// `toolgate proxy`: file mode or following a control plane.
 pub async fn proxy(
     config: PathBuf,
@@ -46,12 +67,17 @@ pub async fn proxy(
     cache: PathBuf,
     listen: SocketAddr,
     demo: bool,
+    audit: AuditArgs,
 ) -> anyhow::Result<()> {
-    let store = match control_plane {
+    let (store, sink) = match control_plane {
         Some(url) => {
             let token = std::env::var("TOOLGATE_PROXY_TOKEN")
                 .context("TOOLGATE_PROXY_TOKEN must hold the proxy token")?;
-            follow(ControlPlane { url, token, cache }).await?
+            let sink = Sink::ControlPlane {
+                url: url.clone(),
+                token: token.clone(),
+            };
+            (follow(ControlPlane { url, token, cache }).await?, sink)
         }
         None => {
             let dir = ConfigDir::new(&config);
@@ -60,13 +86,19 @@ pub async fn proxy(
                 .with_context(|| format!("config {} is invalid", config.display()))?;
             let store = Arc::new(ArcSwap::from_pointee(snapshot));
             tokio::spawn(dir.watch(store.clone(), Duration::from_millis(250), since));
-            store
+            (store, Sink::File(audit.audit_log.clone()))
         }
     };
     if demo {
         start_demo(&config).await?;
     }
-    serve_gateway(listen, store).await
+    let audit = (!audit.no_audit).then(|| AuditOptions {
+        spool_dir: audit.audit_spool,
+        max_spool_bytes: audit.audit_spool_max_bytes,
+        sink,
+        gateway: instance_name(),
+    });
+    serve_gateway(listen, store, audit).await
 }
 
 async fn follow(remote: ControlPlane) -> anyhow::Result<Arc<ArcSwap<catalog::Snapshot>>> {
@@ -94,14 +126,32 @@ async fn start_demo(config: &Path) -> anyhow::Result<()> {
 async fn serve_gateway(
     listen: SocketAddr,
     store: Arc<ArcSwap<catalog::Snapshot>>,
+    audit: Option<AuditOptions>,
 ) -> anyhow::Result<()> {
+    let (auditor, audit_tasks) = match audit {
+        Some(audit) => {
+            let spool = audit.spool_dir.clone();
+            let (auditor, tasks) = Auditor::start(audit)
+                .with_context(|| format!("opening the audit spool {}", spool.display()))?;
+            (Some(auditor), Some(tasks))
+        }
+        None => {
+            tracing::warn!("audit trail disabled (--no-audit): tool calls are not recorded");
+            (None, None)
+        }
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let handle = toolgate_proxy::server::start(listener, store)?;
+    let options = GatewayOptions { auditor };
+    let handle = toolgate_proxy::server::start_with(listener, store, options)?;
     tracing::info!(addr = %handle.addr, "toolgate gateway: agents connect to http://{}/mcp/<server>", handle.addr);
     wait_for_stop_signal().await?;
     handle.stop().await;
+    // Every record of a finished request is on disk before the process ends.
+    if let Some(tasks) = audit_tasks {
+        tasks.shutdown().await;
+    }
     Ok(())
 }
 
@@ -204,8 +254,18 @@ pub async fn up(
         audit_retention_days,
     )
     .await?;
+    let url = format!("http://{api}");
+    let audit = AuditOptions {
+        spool_dir: data.join("audit-spool"),
+        max_spool_bytes: toolgate_proxy::audit::DEFAULT_MAX_SPOOL_BYTES,
+        sink: Sink::ControlPlane {
+            url: url.clone(),
+            token: proxy.clone(),
+        },
+        gateway: instance_name(),
+    };
     let store = follow(ControlPlane {
-        url: format!("http://{api}"),
+        url,
         token: proxy,
         cache: data.join("snapshot.json"),
     })
@@ -214,7 +274,7 @@ pub async fn up(
         "operator CLI: export TOOLGATE_URL=http://{api} TOOLGATE_ADMIN_TOKEN=$(cat {})",
         data.join("admin-token").display()
     );
-    serve_gateway(listen, store).await
+    serve_gateway(listen, store, Some(audit)).await
 }
 
 /// `toolgate demo-server`.
