@@ -1,5 +1,6 @@
 //! toolgate's control plane: the registry service.
 //!
+//! - [`crypto`]: secrets sealed at rest (AES-256-GCM under the master key);
 //! - [`store`]: runtime state in embedded SQLite behind the [`store::Store`] interface;
 //! - [`registry`]: `config/` + runtime state → one validated, versioned
 //!   snapshot document, published to proxies;
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod crypto;
 pub mod discovery;
 pub mod metrics;
 pub mod registry;
