@@ -79,6 +79,10 @@ enum Command {
         /// beside the database.
         #[arg(long, default_value_t = toolgate_control_plane::audit::DEFAULT_RETENTION_DAYS)]
         audit_retention_days: u32,
+        /// File holding the master key that seals secrets at rest (32 bytes,
+        /// base64 or hex); TOOLGATE_MASTER_KEY takes precedence.
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
     },
     /// Run only the demo MCP server.
     DemoServer {
@@ -174,11 +178,13 @@ fn main() -> anyhow::Result<()> {
             db,
             listen,
             audit_retention_days,
+            master_key_file,
         } => run::runtime(None)?.block_on(run::control_plane(
             config,
             db,
             listen,
             audit_retention_days,
+            master_key_file,
         )),
         Command::DemoServer { listen, token_file } => {
             run::runtime(Some(1))?.block_on(run::demo_server(listen, token_file))

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use toolgate_control_plane::api::{new_token, ApiKeys};
 use toolgate_control_plane::audit::AuditStore;
+use toolgate_control_plane::crypto::{Keyring, MasterKey};
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
 use toolgate_proxy::audit::{instance_name, AuditOptions, Auditor, Sink};
@@ -170,8 +171,16 @@ async fn start_control_plane(
     listen: SocketAddr,
     keys: ApiKeys,
     audit_retention_days: u32,
+    keyring: Keyring,
 ) -> anyhow::Result<SocketAddr> {
     let store = SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let (store, resealed) = store.with_keyring(keyring)?;
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            "secrets sealed under the current master key (plain or under a previous key before)"
+        );
+    }
     let registry = Registry::open(config, Box::new(store))?;
     let audit_db = db.with_file_name("audit.db");
     let audit = AuditStore::open(&audit_db, audit_retention_days)
@@ -199,20 +208,70 @@ pub async fn control_plane(
     db: PathBuf,
     listen: SocketAddr,
     audit_retention_days: u32,
+    master_key_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let admin = std::env::var("TOOLGATE_ADMIN_TOKEN")
         .context("TOOLGATE_ADMIN_TOKEN must hold the admin token")?;
     let proxy = std::env::var("TOOLGATE_PROXY_TOKEN")
         .context("TOOLGATE_PROXY_TOKEN must hold the proxy token")?;
+    let keyring = keyring(master_key_file.as_deref(), None)?;
     start_control_plane(
         &config,
         &db,
         listen,
         api_keys(&admin, &proxy),
         audit_retention_days,
+        keyring,
     )
     .await?;
     wait_for_stop_signal().await
+}
+
+/// The master key that seals secrets at rest: `TOOLGATE_MASTER_KEY`, else
+/// the key file given, else (for `up`) a key generated into `generated`
+/// on first use. Keys being rotated out go in
+/// `TOOLGATE_PREVIOUS_MASTER_KEYS` (comma-separated) until the store has
+/// re-sealed everything under the new one (it does so when it opens).
+fn keyring(file: Option<&Path>, generated: Option<&Path>) -> anyhow::Result<Keyring> {
+    let text = match (std::env::var("TOOLGATE_MASTER_KEY"), file, generated) {
+        (Ok(key), _, _) => key,
+        (Err(_), Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the master key file {}", file.display()))?,
+        (Err(_), None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(key) => key,
+            Err(_) => {
+                let key = MasterKey::generate();
+                write_private(path, &key)?;
+                tracing::info!(file = %path.display(), "generated a master key for secrets at rest; back it up: the secrets cannot be read without it");
+                key
+            }
+        },
+        (Err(_), None, None) => anyhow::bail!(
+            "secrets are encrypted at rest: set TOOLGATE_MASTER_KEY (32 bytes as base64 or hex, e.g. `openssl rand -base64 32`) or pass --master-key-file"
+        ),
+    };
+    let current = MasterKey::parse(&text).context("the master key")?;
+    let previous = std::env::var("TOOLGATE_PREVIOUS_MASTER_KEYS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|k| !k.trim().is_empty())
+        .map(MasterKey::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .context("TOOLGATE_PREVIOUS_MASTER_KEYS")?;
+    tracing::info!(key_id = current.id(), previous = previous.len(), "master key loaded");
+    Ok(Keyring::new(current, previous))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    Ok(())
 }
 
 /// A token kept in `path` (mode 0600), created on first use.
@@ -246,12 +305,14 @@ pub async fn up(
     };
     let proxy = token_file(&data.join("proxy-token"))?;
     start_demo(&config).await?;
+    let keyring = keyring(None, Some(&data.join("master-key")))?;
     let api = start_control_plane(
         &config,
         &data.join("toolgate.db"),
         api,
         api_keys(&admin, &proxy),
         audit_retention_days,
+        keyring,
     )
     .await?;
     let url = format!("http://{api}");

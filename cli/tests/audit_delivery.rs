@@ -30,6 +30,7 @@ impl Proc {
             .args(args)
             .env("TOOLGATE_ADMIN_TOKEN", ADMIN)
             .env("TOOLGATE_PROXY_TOKEN", PROXY)
+            .env("TOOLGATE_MASTER_KEY", "ab".repeat(32))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

@@ -13,6 +13,8 @@ use catalog::model::{ApprovalStatus, Policy, PrincipalKind, Server, Team};
 use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
+use crate::crypto::Keyring;
+
 /// Migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
@@ -35,6 +37,9 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("store: corrupt data: {0}")]
     Corrupt(String),
+    /// Secrets cannot be sealed or opened (no or wrong master key).
+    #[error("secrets: {0}")]
+    Sealed(String),
 }
 
 /// A principal created through the API.
@@ -239,6 +244,8 @@ pub trait Store: Send + Sync {
 /// The embedded SQLite store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Seals secret values at rest; without one, secrets cannot be set or read.
+    keyring: Option<Keyring>,
 }
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
@@ -266,7 +273,66 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            keyring: None,
         })
+    }
+
+    /// Seals secrets under `keyring`. Values written by an older version
+    /// (plain) or sealed under a previous key are re-sealed under the
+    /// current key now, in one transaction; returns how many were.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Result<(SqliteStore, usize), StoreError> {
+        let resealed = {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            let rows: Vec<(String, String)> = tx
+                .prepare("SELECT name, value FROM secrets")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut resealed = 0;
+            for (name, stored) in rows {
+                if keyring.is_current(&stored) {
+                    continue;
+                }
+                let plain = keyring
+                    .open(&name, &stored)
+                    .map_err(|e| StoreError::Sealed(e.to_string()))?
+                    .unwrap_or(stored);
+                tx.execute(
+                    "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                    params![name, keyring.seal(&name, &plain)],
+                )?;
+                resealed += 1;
+            }
+            tx.commit()?;
+            resealed
+        };
+        self.keyring = Some(keyring);
+        Ok((self, resealed))
+    }
+
+    fn keyring(&self) -> Result<&Keyring, StoreError> {
+        self.keyring.as_ref().ok_or_else(|| {
+            StoreError::Sealed(
+                "no master key is configured: secrets cannot be stored or read (TOOLGATE_MASTER_KEY or --master-key-file)".into(),
+            )
+        })
+    }
+
+    /// Secret values opened (the state holds them sealed).
+    fn open_secrets(&self, state: &mut RuntimeState) -> Result<(), StoreError> {
+        if state.secrets.is_empty() {
+            return Ok(());
+        }
+        let keyring = self.keyring()?;
+        for (name, value) in &mut state.secrets {
+            if let Some(plain) = keyring
+                .open(name, value)
+                .map_err(|e| StoreError::Sealed(e.to_string()))?
+            {
+                *value = plain;
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -288,7 +354,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl Store for SqliteStore {
     fn state(&self) -> Result<RuntimeState, StoreError> {
-        read_state(&self.lock())
+        let mut state = read_state(&self.lock())?;
+        self.open_secrets(&mut state)?;
+        Ok(state)
     }
 
     fn apply(
@@ -297,11 +365,25 @@ impl Store for SqliteStore {
         mutation: &Mutation,
         check: &dyn Fn(&RuntimeState, u64) -> Result<(), catalog::ConfigErrors>,
     ) -> Result<(Outcome, u64), StoreError> {
+        // Secret values are sealed before they touch the database.
+        let sealed;
+        let mutation = match mutation {
+            Mutation::SetSecret { name, value } => {
+                sealed = Mutation::SetSecret {
+                    name: name.clone(),
+                    value: self.keyring()?.seal(name, value),
+                };
+                &sealed
+            }
+            other => other,
+        };
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let outcome = write(&tx, actor, mutation)?;
         let version = bump_version(&tx)?;
-        check(&read_state(&tx)?, version).map_err(StoreError::Rejected)?;
+        let mut state = read_state(&tx)?;
+        self.open_secrets(&mut state)?;
+        check(&state, version).map_err(StoreError::Rejected)?;
         let (action, target, detail) = mutation.describe();
         tx.execute(
             &format!("INSERT INTO changes (at, actor, action, target, detail) VALUES ({NOW}, ?1, ?2, ?3, ?4)"),

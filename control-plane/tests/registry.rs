@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use toolgate_control_plane::api::ApiKeys;
 use toolgate_control_plane::audit::AuditStore;
+use toolgate_control_plane::crypto::{Keyring, MasterKey};
 use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::serve::{self, ControlPlaneHandle};
 use toolgate_control_plane::store::SqliteStore;
@@ -57,6 +58,10 @@ fn write_config(dir: &Path, upstream: std::net::SocketAddr) {
 
 /// A control plane on its own runtime, so stopping it kills every task and
 /// connection at once, as a crash would.
+fn test_keyring() -> Keyring {
+    Keyring::new(MasterKey::parse(&"ab".repeat(32)).unwrap(), vec![])
+}
+
 struct RunningCp {
     runtime: tokio::runtime::Runtime,
     _handle: ControlPlaneHandle,
@@ -74,7 +79,11 @@ impl Plane {
     }
 
     async fn start_cp(&mut self, addr: &str) {
-        let store = SqliteStore::open(&self.root.path().join("toolgate.db")).unwrap();
+        let store = SqliteStore::open(&self.root.path().join("toolgate.db"))
+            .unwrap()
+            .with_keyring(test_keyring())
+            .unwrap()
+            .0;
         let registry = Registry::open(&self.config(), Box::new(store)).unwrap();
         let audit = AuditStore::open(&self.root.path().join("audit.db"), 90).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -337,6 +346,20 @@ async fn approval_and_secret_rotation_reach_the_proxy() {
         !secrets.to_string().contains(UPSTREAM_SECRET),
         "secrets are never read back: {secrets}"
     );
+    // Sealed at rest: the value is in no file of the control plane's.
+    for entry in std::fs::read_dir(plane.root.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.ends_with("upstream-token") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes
+                    .windows(UPSTREAM_SECRET.len())
+                    .any(|w| w == UPSTREAM_SECRET.as_bytes()),
+                "{} holds the secret in plain text",
+                path.display()
+            );
+        }
+    }
 
     // Blocking takes the server away.
     assert_eq!(

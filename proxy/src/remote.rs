@@ -94,7 +94,7 @@ impl ControlPlane {
             Err(e) => e,
         };
         tracing::warn!(error = %remote, cache = %self.cache.display(), "control plane unavailable; starting from the cached snapshot");
-        let local = match read_cache(&self.cache) {
+        let local = match read_cache(&self.cache, &self.token) {
             Ok(doc) => match doc.compile() {
                 Ok(snapshot) => return Ok(snapshot),
                 Err(e) => e.to_string(),
@@ -141,17 +141,57 @@ impl ControlPlane {
         }
     }
 
-    /// Writes the document atomically with mode 0600 (it carries secrets).
+    /// Writes the document atomically with mode 0600, sealed under a key
+    /// derived from the proxy token (it carries upstream secrets): a copy of
+    /// the file alone reveals nothing.
     fn persist(&self, doc: &SnapshotDocument) {
-        if let Err(e) = write_private(&self.cache, &serde_json::to_vec(doc).unwrap_or_default()) {
+        let sealed = seal_cache(&self.token, &serde_json::to_vec(doc).unwrap_or_default());
+        if let Err(e) = write_private(&self.cache, &sealed) {
             tracing::warn!(error = %e, path = %self.cache.display(), "cannot cache the snapshot");
         }
     }
 }
 
-fn read_cache(path: &Path) -> Result<SnapshotDocument, String> {
+fn read_cache(path: &Path, token: &str) -> Result<SnapshotDocument, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    let plain = open_cache(token, &bytes)?;
+    serde_json::from_slice(&plain).map_err(|e| e.to_string())
+}
+
+/// Marks a sealed cache file (format version 1).
+const CACHE_MAGIC: &[u8] = b"TGC1";
+
+fn cache_cipher(token: &str) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::KeyInit;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"toolgate snapshot cache v1\0");
+    h.update(token.as_bytes());
+    aes_gcm::Aes256Gcm::new(&h.finalize())
+}
+
+/// `TGC1 ‖ nonce ‖ AES-256-GCM(document)`.
+fn seal_cache(token: &str, plain: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, AeadCore, OsRng};
+    let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+    let sealed = cache_cipher(token)
+        .encrypt(&nonce, plain)
+        .expect("AES-GCM seals any message under 64 GiB");
+    [CACHE_MAGIC, nonce.as_slice(), &sealed].concat()
+}
+
+fn open_cache(token: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use aes_gcm::aead::Aead;
+    let rest = bytes
+        .strip_prefix(CACHE_MAGIC)
+        .filter(|r| r.len() > 12)
+        .ok_or("not a sealed snapshot cache")?;
+    let (nonce, sealed) = rest.split_at(12);
+    cache_cipher(token)
+        .decrypt(aes_gcm::Nonce::from_slice(nonce), sealed)
+        .map_err(|_| {
+            "the cache does not open with this proxy token (written with another?)".to_string()
+        })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -165,4 +205,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_sealed_under_the_proxy_token() {
+        let plain = br#"{"secrets":{"k":"s3cret"}}"#;
+        let sealed = seal_cache("token-a", plain);
+        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(open_cache("token-a", &sealed).unwrap(), plain);
+        assert!(open_cache("token-b", &sealed).is_err());
+        assert!(open_cache("token-a", b"{}").is_err());
+    }
 }

@@ -143,6 +143,11 @@ impl From<RegistryError> for ApiError {
                 }
             }
             RegistryError::Store(StoreError::Conflict(m)) => ApiError::new(StatusCode::CONFLICT, m),
+            RegistryError::Store(StoreError::Sealed(m)) => {
+                // Names a missing or wrong master key; never a secret value.
+                tracing::error!(error = %m, "secrets unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("secrets: {m}"))
+            }
             RegistryError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal store error")
