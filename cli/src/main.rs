@@ -38,6 +38,9 @@ enum Command {
         /// Days audit records are kept (0: forever).
         #[arg(long, default_value_t = toolgate_control_plane::audit::DEFAULT_RETENTION_DAYS)]
         audit_retention_days: u32,
+        /// Where the gateway serves Prometheus metrics (`/metrics`).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: SocketAddr,
     },
     /// Run the gateway: on a config directory (hot-reloaded), or following a
     /// control plane (`--control-plane URL`, proxy token in TOOLGATE_PROXY_TOKEN).
@@ -156,7 +159,15 @@ fn main() -> anyhow::Result<()> {
             listen,
             api,
             audit_retention_days,
-        } => run::runtime(None)?.block_on(run::up(config, data, listen, api, audit_retention_days)),
+            metrics_listen,
+        } => run::runtime(None)?.block_on(run::up(
+            config,
+            data,
+            listen,
+            api,
+            audit_retention_days,
+            metrics_listen,
+        )),
         Command::Proxy {
             config,
             control_plane,

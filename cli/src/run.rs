@@ -16,6 +16,7 @@ use toolgate_control_plane::registry::Registry;
 use toolgate_control_plane::store::SqliteStore;
 use toolgate_proxy::audit::{instance_name, AuditOptions, Auditor, Sink};
 use toolgate_proxy::demo::{self, DemoOptions};
+use toolgate_proxy::metrics::{start_metrics, ProxyMetrics};
 use toolgate_proxy::reload::{resolve_secret, ConfigDir};
 use toolgate_proxy::remote::ControlPlane;
 use toolgate_proxy::server::GatewayOptions;
@@ -59,6 +60,10 @@ pub struct AuditArgs {
     /// Keep no audit trail at all (benchmarks; not for production).
     #[arg(long)]
     pub no_audit: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (an internal address:
+    /// agents never see this listener).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `toolgate proxy`: file mode or following a control plane.
@@ -93,13 +98,14 @@ pub async fn proxy(
     if demo {
         start_demo(&config).await?;
     }
+    let metrics_listen_arg = audit.metrics_listen;
     let audit = (!audit.no_audit).then(|| AuditOptions {
         spool_dir: audit.audit_spool,
         max_spool_bytes: audit.audit_spool_max_bytes,
         sink,
         gateway: instance_name(),
     });
-    serve_gateway(listen, store, audit).await
+    serve_gateway(listen, store, audit, metrics_listen_arg).await
 }
 
 async fn follow(remote: ControlPlane) -> anyhow::Result<Arc<ArcSwap<catalog::Snapshot>>> {
@@ -128,6 +134,7 @@ async fn serve_gateway(
     listen: SocketAddr,
     store: Arc<ArcSwap<catalog::Snapshot>>,
     audit: Option<AuditOptions>,
+    metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let (auditor, audit_tasks) = match audit {
         Some(audit) => {
@@ -144,7 +151,22 @@ async fn serve_gateway(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let options = GatewayOptions { auditor };
+    let metrics = Arc::new(ProxyMetrics::new());
+    let _metrics_listener = match metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr}"))?;
+            let handle = start_metrics(listener, metrics.clone(), store.clone())?;
+            tracing::info!(addr = %handle.addr, "Prometheus metrics at http://{}/metrics", handle.addr);
+            Some(handle)
+        }
+        None => None,
+    };
+    let options = GatewayOptions {
+        auditor,
+        metrics: Some(metrics),
+    };
     let handle = toolgate_proxy::server::start_with(listener, store, options)?;
     tracing::info!(addr = %handle.addr, "toolgate gateway: agents connect to http://{}/mcp/<server>", handle.addr);
     wait_for_stop_signal().await?;
@@ -258,7 +280,11 @@ fn keyring(file: Option<&Path>, generated: Option<&Path>) -> anyhow::Result<Keyr
         .map(MasterKey::parse)
         .collect::<Result<Vec<_>, _>>()
         .context("TOOLGATE_PREVIOUS_MASTER_KEYS")?;
-    tracing::info!(key_id = current.id(), previous = previous.len(), "master key loaded");
+    tracing::info!(
+        key_id = current.id(),
+        previous = previous.len(),
+        "master key loaded"
+    );
     Ok(Keyring::new(current, previous))
 }
 
@@ -297,6 +323,7 @@ pub async fn up(
     listen: SocketAddr,
     api: SocketAddr,
     audit_retention_days: u32,
+    metrics_listen: SocketAddr,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let admin = match std::env::var("TOOLGATE_ADMIN_TOKEN") {
@@ -335,7 +362,7 @@ pub async fn up(
         "operator CLI: export TOOLGATE_URL=http://{api} TOOLGATE_ADMIN_TOKEN=$(cat {})",
         data.join("admin-token").display()
     );
-    serve_gateway(listen, store, Some(audit)).await
+    serve_gateway(listen, store, Some(audit), Some(metrics_listen)).await
 }
 
 /// `toolgate demo-server`.

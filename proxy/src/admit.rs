@@ -36,6 +36,10 @@ pub struct Route {
     pub upstream_session: Option<String>,
     /// The body holds at least one `tools/call`.
     pub calls_tools: bool,
+    /// The `method` metric label of the request.
+    pub method: &'static str,
+    /// The tools the body calls (all allowed, once admitted).
+    pub tools: Vec<String>,
 }
 
 impl Route {
@@ -170,6 +174,8 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
         reply_id: None,
         upstream_session: None,
         calls_tools: false,
+        method: "other",
+        tools: Vec::new(),
     })
 }
 
@@ -245,9 +251,13 @@ async fn check_request(
         http::Method::GET => {
             // A GET stream may replay earlier responses: filter any tool list on it.
             route.list_ids = ListIds::Any;
+            route.method = "GET";
             Ok(())
         }
-        http::Method::DELETE => Ok(()),
+        http::Method::DELETE => {
+            route.method = "DELETE";
+            Ok(())
+        }
         http::Method::POST => {
             let max = route.snapshot.settings.max_body_bytes;
             let body = read_request_body(session, max).await?;
@@ -274,6 +284,14 @@ async fn check_request(
                 .messages()
                 .iter()
                 .any(|m| m.method() == Some("tools/call"));
+            route.method = crate::metrics::request_method(&http::Method::POST, Some(&parsed));
+            if route.calls_tools {
+                route.tools = parsed
+                    .messages()
+                    .iter()
+                    .filter_map(|m| m.tool().map(str::to_string))
+                    .collect();
+            }
             route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
             route.body_len = Some(body.len());
             if let jsonrpc::Body::Single(m) = &parsed {

@@ -21,6 +21,7 @@ use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
 use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
+use crate::metrics::{ProxyMetrics, RequestTally, ToolDecision};
 use crate::sessions::SessionSeal;
 use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
@@ -34,6 +35,7 @@ pub struct Gateway {
     private_cas: CaCache,
     seal: SessionSeal,
     auditor: Option<Auditor>,
+    metrics: Option<Arc<ProxyMetrics>>,
 }
 
 impl Gateway {
@@ -50,7 +52,14 @@ impl Gateway {
             private_cas: CaCache::default(),
             seal,
             auditor: None,
+            metrics: None,
         }
+    }
+
+    /// Counts requests, tool calls and latencies in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<ProxyMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Records every audited request through `auditor`.
@@ -66,6 +75,7 @@ pub struct RequestCtx {
     arrived_unix_ms: i64,
     trace: Option<TraceContext>,
     audit: AuditState,
+    tally: RequestTally,
     /// Set once the request is admitted.
     pub(crate) route: Option<Route>,
     /// The checked body to send upstream instead of the bytes Pingora replays.
@@ -100,6 +110,7 @@ impl RequestCtx {
             arrived_unix_ms: unix_ms,
             trace: None,
             audit: AuditState::default(),
+            tally: RequestTally::default(),
             route: None,
             forward_body: None,
             response: ResponseMode::default(),
@@ -160,6 +171,14 @@ impl ProxyHttp for Gateway {
                         tools = ?denied_tools(&refusal),
                         "request refused"
                     );
+                    if let Some(m) = &self.metrics {
+                        m.refused(
+                            &mut ctx.tally,
+                            &refusal,
+                            &self.snapshots.load(),
+                            session.req_header(),
+                        );
+                    }
                     ctx.audit.tap.total = respond(session, &refusal).await? as u64;
                     ctx.audit.refused_route = route;
                     ctx.audit.body = body;
@@ -172,9 +191,23 @@ impl ProxyHttp for Gateway {
                 }) => return Err(e),
             },
         };
+        ctx.tally.admitted(route.upstream(), route.method);
         if let Some(refusal) = self.audit_capacity(&route, ctx) {
+            if let Some(m) = &self.metrics {
+                m.refused(
+                    &mut ctx.tally,
+                    &refusal,
+                    &self.snapshots.load(),
+                    session.req_header(),
+                );
+            }
             ctx.audit.tap.total = respond(session, &refusal).await? as u64;
             return Ok(true);
+        }
+        if let Some(m) = &self.metrics {
+            for tool in &route.tools {
+                m.tool_call(Some(route.upstream()), tool, ToolDecision::Allowed);
+            }
         }
         // An idle keep-alive connection is closed after this many seconds.
         session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
@@ -190,6 +223,7 @@ impl ProxyHttp for Gateway {
                 // Pingora replays at most 64 KiB: send the checked body
                 // ourselves. The subrequest writes the audit record.
                 ctx.audit.skip = true;
+                ctx.tally.delegated();
                 large_body::forward(session, route, body, &self.streams).await?;
                 return Ok(true);
             }
@@ -227,6 +261,7 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        ctx.tally.upstream_started();
         let up = route.upstream();
         let addr = match up.addr {
             Some(addr) => addr,
@@ -299,6 +334,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.tally.upstream_responded(resp.status.as_u16());
         strip_response(resp);
         if resp.status == http::StatusCode::UNAUTHORIZED {
             // The upstream refused the gateway's credential: the agent cannot fix that.
@@ -318,6 +354,9 @@ impl ProxyHttp for Gateway {
             let sealed = self.seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
             if self.auditor.is_some() {
                 ctx.audit.issued_session = Some(sealed.clone());
+            }
+            if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
+                m.session_initialized(route.upstream());
             }
             resp.insert_header("mcp-session-id", sealed)?;
         }
@@ -377,6 +416,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.audit.upstream_failed = true;
+        ctx.tally.failed(e);
         let status = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
@@ -411,6 +451,9 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
+        if let Some(m) = &self.metrics {
+            m.record(&ctx.tally);
+        }
         self.audit(session, status, ctx);
     }
 }
@@ -427,6 +470,9 @@ impl Gateway {
         match route.upstream().audit.when_spool_full {
             SpoolFull::Reject => {
                 auditor.note_rejected();
+                if let Some(m) = &self.metrics {
+                    m.audit.rejected(route.server_name());
+                }
                 tracing::warn!(
                     server = route.server_name(),
                     "audit spool full: tool call refused (when_spool_full: reject)"
@@ -437,6 +483,9 @@ impl Gateway {
             }
             SpoolFull::Drop => {
                 auditor.note_dropped();
+                if let Some(m) = &self.metrics {
+                    m.audit.dropped(route.server_name(), 1);
+                }
                 tracing::warn!(
                     server = route.server_name(),
                     "audit spool full: tool call served without a record (when_spool_full: drop)"

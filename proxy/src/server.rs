@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::audit::Auditor;
 use crate::gateway::Gateway;
+use crate::metrics::ProxyMetrics;
 use crate::sessions::SessionSeal;
 use crate::streams::{StreamRegistry, CONNECTION};
 use std::time::Duration;
@@ -43,10 +44,12 @@ impl ProxyHandle {
 }
 
 /// What a gateway reports to, besides its log.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GatewayOptions {
     /// The audit trail (none: no records, as in most tests and benchmarks).
     pub auditor: Option<Auditor>,
+    /// Prometheus metrics (served by [`crate::metrics::start_metrics`]).
+    pub metrics: Option<Arc<ProxyMetrics>>,
 }
 
 /// Starts serving the gateway on `listener` with snapshots from `snapshots`.
@@ -66,6 +69,13 @@ pub fn start_with(
     let streams = Arc::new(StreamRegistry::default());
     let seal = SessionSeal::random()?;
     let mut gateway = Gateway::new(snapshots.clone(), streams.clone(), seal);
+    if let Some(metrics) = options.metrics {
+        metrics.track_streams(&streams);
+        if let Some(auditor) = &options.auditor {
+            metrics.track_audit(auditor.clone());
+        }
+        gateway = gateway.with_metrics(metrics);
+    }
     if let Some(auditor) = options.auditor {
         gateway = gateway.with_auditor(auditor);
     }

@@ -1,9 +1,6 @@
 //! Label values: every one comes from a fixed list or from the catalog, so
 //! an agent cannot grow the number of series by sending odd requests.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-
 use catalog::{Snapshot, Upstream};
 use pingora_error::{Error, ErrorSource, ErrorType};
 
@@ -206,49 +203,17 @@ pub fn upstream_for_path<'s>(snapshot: &'s Snapshot, path: &str) -> Option<&'s U
     crate::admit::server_from_path(path).and_then(|name| snapshot.upstream(name))
 }
 
-/// Distinct tool names outside the catalog that one server may label.
-pub const TOOL_LABEL_CAP: usize = 1000;
-/// Longest tool name outside the catalog that gets a label of its own.
-const MAX_TOOL_LABEL_LEN: usize = 128;
-
-/// Decides the `tool` label, bounded per server.
-#[derive(Default)]
-pub(crate) struct ToolLabels {
-    /// Names outside the catalog already given a label, by server.
-    extra: Mutex<HashMap<Box<str>, HashSet<Box<str>>>>,
-}
-
-impl ToolLabels {
-    /// The catalog's tool names label themselves; an allowed name the
-    /// catalog does not know gets a label while its server has fewer than
-    /// [`TOOL_LABEL_CAP`] such names; anything else (every denied unknown
-    /// name, any name of an unknown server) is `other`.
-    pub(crate) fn label<'t>(
-        &self,
-        upstream: Option<&Upstream>,
-        tool: &'t str,
-        decision: ToolDecision,
-    ) -> &'t str {
-        let Some(up) = upstream else {
-            return OTHER;
-        };
-        let offered = up.offered.as_ref().is_some_and(|o| o.contains(tool));
-        if up.tools.contains(tool) || offered {
-            return tool;
+/// The `tool` label: a name the catalog knows for the server (declared,
+/// discovered or offered) labels itself; anything else is `other`. Agents
+/// choose tool names freely, so only the catalog may add label values.
+pub(crate) fn tool_label<'t>(upstream: Option<&Upstream>, tool: &'t str) -> &'t str {
+    match upstream {
+        Some(up)
+            if up.tools.contains(tool) || up.offered.as_ref().is_some_and(|o| o.contains(tool)) =>
+        {
+            tool
         }
-        if decision == ToolDecision::Denied || tool.len() > MAX_TOOL_LABEL_LEN {
-            return OTHER;
-        }
-        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
-        let names = extra.entry(Box::from(&*up.name)).or_default();
-        if names.contains(tool) {
-            return tool;
-        }
-        if names.len() < TOOL_LABEL_CAP {
-            names.insert(Box::from(tool));
-            return tool;
-        }
-        OTHER
+        _ => OTHER,
     }
 }
 

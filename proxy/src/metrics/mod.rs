@@ -29,7 +29,7 @@ mod tally;
 pub use audit::{AuditMetrics, AUDIT_SERVER_LABEL_CAP};
 pub use labels::{
     method_label, request_method, upstream_for_path, Outcome, ToolDecision, UpstreamErrorKind,
-    OTHER, TOOL_LABEL_CAP, UNKNOWN_SERVER,
+    OTHER, UNKNOWN_SERVER,
 };
 pub use serve::{router, serve_metrics, start_metrics, MetricsHandle};
 pub use tally::RequestTally;
@@ -54,10 +54,10 @@ pub struct ProxyMetrics {
     snapshot_age: Gauge,
     /// The audit pipeline's metrics.
     pub audit: AuditMetrics,
-    tool_labels: labels::ToolLabels,
     /// The current snapshot version and when this process first saw it.
     snapshot_seen: Mutex<Option<(u64, Instant)>>,
     streams: Mutex<Option<Weak<StreamRegistry>>>,
+    auditor: Mutex<Option<crate::audit::Auditor>>,
 }
 
 impl Default for ProxyMetrics {
@@ -149,9 +149,9 @@ impl ProxyMetrics {
             ),
             audit: AuditMetrics::new(&r),
             registry: r,
-            tool_labels: labels::ToolLabels::default(),
             snapshot_seen: Mutex::new(None),
             streams: Mutex::new(None),
+            auditor: Mutex::default(),
         }
     }
 
@@ -214,7 +214,7 @@ impl ProxyMetrics {
     /// Counts one `tools/call` (`toolgate_tool_calls_total`). `upstream` is
     /// the server the path names (`None`: `server="unknown"`, `tool="other"`).
     pub fn tool_call(&self, upstream: Option<&Upstream>, tool: &str, decision: ToolDecision) {
-        let label = self.tool_labels.label(upstream, tool, decision);
+        let label = labels::tool_label(upstream, tool);
         let server = upstream.map_or(UNKNOWN_SERVER, |u| &*u.name);
         self.tool_calls
             .with_label_values(&[server, label, decision.as_str()])
@@ -229,6 +229,11 @@ impl ProxyMetrics {
         self.sessions_initialized
             .with_label_values(&[&*upstream.name])
             .inc();
+    }
+
+    /// Reads the audit queue, spool and shipped counts from `auditor` at each scrape.
+    pub fn track_audit(&self, auditor: crate::audit::Auditor) {
+        *self.auditor.lock().unwrap_or_else(|e| e.into_inner()) = Some(auditor);
     }
 
     /// Reads `toolgate_sse_streams_active` from `streams` at each scrape.
@@ -259,6 +264,27 @@ impl ProxyMetrics {
                 .set(i64::try_from(streams.len()).unwrap_or(i64::MAX));
         }
         drop(streams);
+        if let Some(auditor) = self
+            .auditor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.audit
+                .queue_depth
+                .set(gauge(auditor.queue_depth() as u64));
+            self.audit
+                .spooled_records
+                .set(gauge(auditor.spool().records()));
+            self.audit.spooled_bytes.set(gauge(auditor.spool().bytes()));
+            let shipped = auditor
+                .stats()
+                .shipped
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let seen = self.audit.shipped.get();
+            self.audit.shipped.inc_by(shipped.saturating_sub(seen));
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

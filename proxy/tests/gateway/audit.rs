@@ -62,6 +62,7 @@ async fn every_tool_call_is_recorded_with_who_what_and_how_it_ended() {
         up.addr,
         GatewayOptions {
             auditor: Some(auditor),
+            metrics: None,
         },
     )
     .await;
@@ -276,6 +277,7 @@ async fn redaction_policy_is_per_server_and_excerpts_are_opt_in() {
         up.addr,
         GatewayOptions {
             auditor: Some(auditor),
+            metrics: None,
         },
     )
     .await;
@@ -339,6 +341,7 @@ async fn a_full_spool_refuses_calls_of_fail_closed_servers_and_counts_drops_of_o
         up.addr,
         GatewayOptions {
             auditor: Some(auditor.clone()),
+            metrics: None,
         },
     )
     .await;
@@ -416,6 +419,7 @@ async fn records_spooled_while_the_destination_is_down_are_delivered_after_a_res
         up.addr,
         GatewayOptions {
             auditor: Some(auditor.clone()),
+            metrics: None,
         },
     )
     .await;

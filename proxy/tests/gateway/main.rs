@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod bodies;
 mod common;
+mod metrics;
 mod protocol;
 mod reload;
 mod sdk;
