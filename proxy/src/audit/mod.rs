@@ -133,7 +133,7 @@ impl Auditor {
         let stop = CancellationToken::new();
         let writer = tokio::spawn(write_loop(
             rx,
-            RecordBuilder::new(options.gateway),
+            options.gateway,
             spool.clone(),
             wake.clone(),
             stop.clone(),
@@ -214,12 +214,13 @@ impl AuditTasks {
 
 async fn write_loop(
     mut rx: mpsc::Receiver<AuditEvent>,
-    mut builder: RecordBuilder,
+    gateway: String,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
     stop: CancellationToken,
     stats: Arc<AuditStats>,
 ) {
+    let mut builder = Some(RecordBuilder::new(gateway.clone()));
     loop {
         let first = tokio::select! {
             ev = rx.recv() => ev,
@@ -231,7 +232,7 @@ async fn write_loop(
             while let Ok(ev) = rx.try_recv() {
                 events.push(ev);
             }
-            flush(&mut builder, events, &spool, &stats, &wake).await;
+            flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
             return;
         };
         events.push(first);
@@ -242,45 +243,63 @@ async fn write_loop(
                 _ => break,
             }
         }
-        flush(&mut builder, events, &spool, &stats, &wake).await;
+        flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
     }
 }
 
+/// Builds the records and appends them to the spool on a blocking thread:
+/// parsing and serializing stay off the request path's worker threads.
 async fn flush(
-    builder: &mut RecordBuilder,
+    builder: &mut Option<RecordBuilder>,
+    gateway: &str,
     events: Vec<AuditEvent>,
     spool: &Arc<Spool>,
     stats: &AuditStats,
     wake: &Notify,
 ) {
-    let mut lines = Vec::new();
-    let mut count = 0u64;
-    for ev in &events {
-        for rec in builder.build(ev) {
-            if serde_json::to_writer(&mut lines, &rec).is_ok() {
-                lines.push(b'\n');
-                count += 1;
+    let Some(mut b) = builder.take() else {
+        return;
+    };
+    let spool = spool.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let mut count = 0u64;
+        for ev in &events {
+            for rec in b.build(ev) {
+                if serde_json::to_writer(&mut lines, &rec).is_ok() {
+                    lines.push(b'\n');
+                    count += 1;
+                }
             }
         }
-    }
-    drop(events);
-    if count == 0 {
-        return;
-    }
-    let spool = spool.clone();
-    let written = tokio::task::spawn_blocking(move || spool.append(&lines, count)).await;
-    match written {
-        Ok(Ok(())) => {
-            stats.spooled.fetch_add(count, Ordering::Relaxed);
-            wake.notify_one();
-        }
-        Ok(Err(e)) => {
-            stats.dropped.fetch_add(count, Ordering::Relaxed);
-            tracing::error!(error = %e, records = count, "audit: cannot write the spool; records lost");
+        drop(events);
+        let written = if count == 0 {
+            Ok(())
+        } else {
+            spool.append(&lines, count)
+        };
+        (b, count, written)
+    })
+    .await;
+    match done {
+        Ok((b, count, written)) => {
+            *builder = Some(b);
+            match written {
+                Ok(()) if count > 0 => {
+                    stats.spooled.fetch_add(count, Ordering::Relaxed);
+                    wake.notify_one();
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    stats.dropped.fetch_add(count, Ordering::Relaxed);
+                    tracing::error!(error = %e, records = count, "audit: cannot write the spool; records lost");
+                }
+            }
         }
         Err(e) => {
-            stats.dropped.fetch_add(count, Ordering::Relaxed);
-            tracing::error!(error = %e, records = count, "audit: spool writer failed; records lost");
+            // The builder panicked: start a fresh one (only `clientInfo` memory is lost).
+            tracing::error!(error = %e, "audit: record writer failed; a batch of records was lost");
+            *builder = Some(RecordBuilder::new(gateway.to_string()));
         }
     }
 }
