@@ -53,6 +53,13 @@ impl AuditStore {
         // A batch is acknowledged to the proxy, which then forgets it: the
         // commit must survive a power loss, not only a crash.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Each batch dirties a page per distinct principal, agent, tool, ...
+        // in every index: keep the hot index pages cached (64 MiB) and
+        // checkpoint every ~80 MB of WAL rather than every 4 MB, so a page is
+        // copied back once for many commits (1.8x the ingest rate; see
+        // benches/README.md).
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         Ok(AuditStore {
