@@ -3,6 +3,8 @@
 # drives through the gateway:
 #   - Python: PyPI `mcp` 2.3.x in a venv at $PEERS/venv
 #   - TypeScript: npm `@modelcontextprotocol/sdk` 1.32.x in $PEERS/node
+#   - an OpenID provider for proxy/tests/gateway/oidc.rs: npm
+#     `oauth2-mock-server` 8.2.x (real RS256/ES256 tokens, JWKS) in $PEERS/node
 # where PEERS=${XDG_CACHE_HOME:-$HOME/.cache}/toolgate-peers.
 # Idempotent: a second run with everything in place asks no registry.
 # The tests find the peers there, or via TOOLGATE_PYTHON / TOOLGATE_NODE_PATH.
@@ -10,6 +12,7 @@ set -euo pipefail
 
 PY_SPEC='mcp>=2.3,<2.4'
 TS_SPEC='@modelcontextprotocol/sdk@~1.32.0'
+OIDC_SPEC='oauth2-mock-server@~8.2.3'
 
 PEERS="${XDG_CACHE_HOME:-$HOME/.cache}/toolgate-peers"
 VENV="$PEERS/venv"
@@ -52,7 +55,22 @@ if ! ts_ok; then
   ts_ok || { echo "install-test-peers: @modelcontextprotocol/sdk 1.32.x did not install" >&2; exit 1; }
 fi
 
+# --- OpenID provider (mock) ---------------------------------------------------
+oidc_ok() {
+  node -e '
+    const v = require(process.argv[1] + "/node_modules/oauth2-mock-server/package.json").version;
+    process.exit(/^8\.2\./.test(v) ? 0 : 1);
+  ' "$NODE_DIR" 2>/dev/null
+}
+if ! oidc_ok; then
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent --save-exact "$OIDC_SPEC" >/dev/null 2>&1 \
+    || npm install --prefix "$NODE_DIR" --no-audit --no-fund --save-exact "$OIDC_SPEC"
+  oidc_ok || { echo "install-test-peers: oauth2-mock-server 8.2.x did not install" >&2; exit 1; }
+fi
+
 PY_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')
 TS_VERSION=$(node -p 'require(process.argv[1] + "/node_modules/@modelcontextprotocol/sdk/package.json").version' "$NODE_DIR")
 echo "python mcp $PY_VERSION: $VENV/bin/python (TOOLGATE_PYTHON)"
 echo "@modelcontextprotocol/sdk $TS_VERSION: $NODE_DIR/node_modules (TOOLGATE_NODE_PATH)"
+OIDC_VERSION=$(node -p 'require(process.argv[1] + "/node_modules/oauth2-mock-server/package.json").version' "$NODE_DIR")
+echo "oauth2-mock-server $OIDC_VERSION: $NODE_DIR/node_modules (TOOLGATE_NODE_PATH)"

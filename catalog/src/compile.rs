@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::classes::{ClassSource, ClassTable};
 use crate::endpoint::Endpoint;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::load::{Catalog, Located};
@@ -60,6 +61,7 @@ pub fn compile(
     let mut principals = Vec::new();
     let mut tokens = HashMap::new();
     let mut grant_cache = HashMap::new();
+    let approved_servers: Vec<&Server> = approved.iter().map(|l| &l.item).collect();
     for l in &catalog.principals {
         let p = &l.item;
         let set: BTreeSet<usize> = catalog
@@ -74,7 +76,7 @@ pub fn compile(
                 .iter()
                 .map(|&i| (i, &catalog.policies[i].item))
                 .collect();
-            classes.push(build_class(&policies, &approved, &mut grant_cache));
+            classes.push(build_class(&policies, &approved_servers, &mut grant_cache));
             (classes.len() - 1) as ClassId
         });
         let principal = principals.len() as u32;
@@ -107,10 +109,30 @@ pub fn compile(
         }
     }
 
+    let principal_index: HashMap<&str, u32> = catalog
+        .principals
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.item.name.as_str(), i as u32))
+        .collect();
+    let identity =
+        crate::identity::compile(catalog, &principal_index, secrets).map_err(ConfigErrors)?;
+    // JWT callers' team sets are known only at sign-in: keep what classes are built from.
+    let source = (!catalog.identity_providers.is_empty()).then(|| ClassSource {
+        policies: catalog.policies.iter().map(|l| l.item.clone()).collect(),
+        servers: approved_servers.iter().map(|s| (*s).clone()).collect(),
+    });
+    let sets = class_of_set
+        .into_iter()
+        .map(|(set, id)| (set.into_iter().map(|i| i as u32).collect(), id))
+        .collect();
+    let classes = ClassTable::new(classes, sets, source);
     Ok(Snapshot {
         version,
         settings: Settings {
             max_body_bytes: catalog.gateway.max_body_bytes,
+            public_url: catalog.gateway.public_url.clone(),
+            scopes_supported: catalog.gateway.scopes_supported.clone(),
             allowed_hosts: catalog
                 .gateway
                 .allowed_hosts
@@ -125,6 +147,7 @@ pub fn compile(
         classes,
         server_index,
         upstreams,
+        identity,
     })
 }
 
@@ -138,17 +161,17 @@ fn applies_to(policy: &Policy, principal: &str, teams: &[String]) -> bool {
 /// built once, however many policies spell those rules.
 type GrantKey<'a> = (usize, Vec<(bool, &'a [String], &'a BTreeMap<String, bool>)>);
 
-fn build_class<'a>(
+pub(crate) fn build_class<'a>(
     policies: &[(usize, &'a Policy)],
-    servers: &[&Located<Server>],
+    servers: &[&Server],
     cache: &mut HashMap<GrantKey<'a>, Arc<Grant>>,
 ) -> PolicyClass {
     let just_policies: Vec<&Policy> = policies.iter().map(|(_, p)| *p).collect();
     let grants = servers
         .iter()
         .enumerate()
-        .map(|(sid, l)| {
-            let name = &l.item.name;
+        .map(|(sid, server)| {
+            let name = &server.name;
             let mut rules = Vec::new();
             for (_, p) in policies {
                 for (deny, list) in [(false, &p.allow), (true, &p.deny)] {
@@ -163,7 +186,7 @@ fn build_class<'a>(
             rules.dedup();
             cache
                 .entry((sid, rules))
-                .or_insert_with(|| Arc::new(build_grant(&just_policies, &l.item)))
+                .or_insert_with(|| Arc::new(build_grant(&just_policies, server)))
                 .clone()
         })
         .collect();

@@ -8,11 +8,15 @@
 //! This crate does no I/O: callers pass file contents in and resolve secrets.
 
 pub mod audit;
+mod classes;
 pub mod compile;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 #[cfg(feature = "fs")]
 pub mod fs;
+pub mod identity;
 pub mod load;
 pub mod model;
 pub mod pattern;
@@ -22,6 +26,7 @@ pub mod wire;
 pub use compile::{compile, SecretResolver};
 pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
+pub use identity::{looks_like_jwt, JwtCaller, JwtError, VerifiedToken};
 pub use load::{assemble, load, parse_file, Catalog, Located};
 pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Settings, Snapshot, Upstream};
 pub use wire::SnapshotDocument;

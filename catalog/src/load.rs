@@ -33,6 +33,8 @@ pub struct Catalog {
     pub principals: Vec<Located<Principal>>,
     /// All policies.
     pub policies: Vec<Located<Policy>>,
+    /// All identity providers.
+    pub identity_providers: Vec<Located<IdentityProvider>>,
 }
 
 /// Parses every `(file name, YAML text)` pair, merges them and validates the result.
@@ -87,6 +89,11 @@ pub fn assemble(docs: Vec<(String, ConfigFile)>) -> Result<Catalog, ConfigErrors
                         "must be above 0",
                     ));
                 }
+                if let Some(url) = &g.public_url {
+                    if let Err(m) = check_public_url(url) {
+                        errors.push(ConfigError::new(&name, "gateway.public_url", m));
+                    }
+                }
                 gateway_from = Some(name.clone());
                 catalog.gateway = g;
             }
@@ -100,6 +107,12 @@ pub fn assemble(docs: Vec<(String, ConfigFile)>) -> Result<Catalog, ConfigErrors
             parsed.principals,
         );
         push_located(&mut catalog.policies, &name, "policies", parsed.policies);
+        push_located(
+            &mut catalog.identity_providers,
+            &name,
+            "identity_providers",
+            parsed.identity_providers,
+        );
     }
     if errors.is_empty() {
         validate(&catalog, &mut errors);
@@ -208,9 +221,20 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
         }
     }
 
+    let idps = crate::identity::validate(c, &teams, &mut err);
+
     let mut digests: HashMap<String, String> = HashMap::new();
     for l in &c.principals {
         let p = &l.item;
+        if let Some(idp) = &p.identity_provider {
+            if !idps.contains(idp.as_str()) {
+                err(
+                    &l.file,
+                    format!("{}.identity_provider", l.path),
+                    format!("unknown identity provider {idp:?}"),
+                );
+            }
+        }
         for (i, t) in p.teams.iter().enumerate() {
             if !teams.contains(t.as_str()) {
                 err(
@@ -291,16 +315,16 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
     }
 }
 
-const NAME_RULE: &str = "names use letters, digits, '-', '_' and '.' only";
+pub(crate) const NAME_RULE: &str = "names use letters, digits, '-', '_' and '.' only";
 
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn unique_names<'a, T: 'a>(
+pub(crate) fn unique_names<'a, T: 'a>(
     items: impl Iterator<Item = (&'a Located<T>, &'a str)>,
     err: &mut impl FnMut(&str, String, String),
 ) -> HashSet<&'a str> {
@@ -364,4 +388,22 @@ fn check_injectable_header(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The gateway's external base URL: `http(s)://host[:port][/prefix]`, no query.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a valid URL"))?;
+    let ok = matches!(parsed.scheme_str(), Some("http" | "https"))
+        && parsed.host().is_some()
+        && parsed.query().is_none()
+        && !url.contains('#');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} must be the gateway's external base URL, e.g. https://mcp.example.com"
+        ))
+    }
 }

@@ -26,6 +26,9 @@ pub struct ConfigFile {
     /// Access policies: allow / deny by server and tool pattern.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// OpenID Connect providers whose JWTs sign people and agents in.
+    #[serde(default)]
+    pub identity_providers: Vec<IdentityProvider>,
 }
 
 /// Gateway-wide settings.
@@ -35,6 +38,14 @@ pub struct GatewaySettings {
     /// Largest request body accepted (after decompression), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The gateway's external base URL (e.g. `https://mcp.example.com`), for
+    /// the absolute URLs of the OAuth protected-resource metadata. Default:
+    /// `http://` and the request's `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// OAuth scopes advertised in the protected-resource metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_supported: Vec<String>,
     /// Host names agents may address the gateway by (the `Host` header,
     /// port ignored): DNS-rebinding protection. `"*"` accepts any host.
     #[serde(default = "default_allowed_hosts")]
@@ -138,6 +149,8 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_url: None,
+            scopes_supported: Vec::new(),
             allowed_hosts: default_allowed_hosts(),
             allowed_origins: Vec::new(),
             audit: AuditSettings::default(),
@@ -272,6 +285,11 @@ pub struct Principal {
     /// Gateway tokens (PATs), by digest only.
     #[serde(default)]
     pub tokens: Vec<TokenDecl>,
+    /// This principal also signs in with a JWT from the named identity
+    /// provider (its name is the token's principal claim): policies naming
+    /// it and its `teams` apply to those sign-ins, and `disabled` refuses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
 }
 
 /// Kind of principal.
@@ -353,4 +371,58 @@ pub const HINT_DEFAULTS: [(&str, bool); 4] = [
 
 fn all_tools() -> Vec<String> {
     vec!["*".to_string()]
+}
+
+/// An OpenID Connect provider (IdP) whose signed JWTs the gateway accepts as
+/// bearer tokens. Its groups map to teams: adding a person to a group in the
+/// IdP grants that team's access with no other change.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProvider {
+    /// Unique name (shown as the agent when a token names no client).
+    pub name: String,
+    /// Issuer URL; a token's `iss` must equal it exactly.
+    pub issuer: String,
+    /// The gateway's resource identifier: a token's `aud` must contain it.
+    pub audience: String,
+    /// Where the IdP publishes its signing keys. Default: the `jwks_uri` of
+    /// `{issuer}/.well-known/openid-configuration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The claim listing the caller's groups (a dotted path such as
+    /// `realm_access.roles` reaches into objects).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// The claim naming the caller, e.g. `sub`, `email`, `preferred_username`.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// `user` or `agent`: the kind of the principals this IdP signs in.
+    #[serde(default = "default_idp_kind")]
+    pub kind: PrincipalKind,
+    /// IdP group name → toolgate team.
+    #[serde(default)]
+    pub groups_to_teams: BTreeMap<String, String>,
+}
+
+impl IdentityProvider {
+    /// The reference its signing keys are fetched and shipped under:
+    /// `jwks:{jwks_uri}`, or `oidc:{issuer}` (found by OpenID discovery).
+    pub fn jwks_source(&self) -> String {
+        match &self.jwks_uri {
+            Some(uri) => format!("jwks:{uri}"),
+            None => format!("oidc:{}", self.issuer),
+        }
+    }
+}
+
+fn default_groups_claim() -> String {
+    "groups".to_string()
+}
+
+fn default_principal_claim() -> String {
+    "sub".to_string()
+}
+
+fn default_idp_kind() -> PrincipalKind {
+    PrincipalKind::User
 }

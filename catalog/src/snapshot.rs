@@ -28,9 +28,10 @@ pub struct Snapshot {
     pub settings: Settings,
     pub(crate) tokens: HashMap<[u8; 32], Caller>,
     pub(crate) principals: Vec<PrincipalInfo>,
-    pub(crate) classes: Vec<PolicyClass>,
+    pub(crate) classes: crate::classes::ClassTable,
     pub(crate) server_index: HashMap<Box<str>, ServerId>,
     pub(crate) upstreams: Vec<Upstream>,
+    pub(crate) identity: crate::identity::Identity,
 }
 
 /// Gateway-wide settings in force for this snapshot.
@@ -38,6 +39,10 @@ pub struct Snapshot {
 pub struct Settings {
     /// Largest accepted request body, after decompression.
     pub max_body_bytes: usize,
+    /// The gateway's external base URL, when configured.
+    pub public_url: Option<String>,
+    /// OAuth scopes advertised in the protected-resource metadata.
+    pub scopes_supported: Vec<String>,
     /// Host names (lower case, no port) the gateway answers to; `*` for any.
     pub allowed_hosts: Vec<String>,
     /// Browser origins allowed besides those on an allowed host.
@@ -159,7 +164,7 @@ impl Snapshot {
 
     /// The class's grant on a server.
     pub fn grant(&self, class: ClassId, server: ServerId) -> &Grant {
-        &self.classes[class as usize].grants[server as usize]
+        &self.classes.get(class).grants[server as usize]
     }
 
     /// May the class use the server at all (non-tool methods)?
@@ -179,7 +184,8 @@ impl Snapshot {
         }
     }
 
-    /// Number of policy classes (principals with equal grants share one).
+    /// Number of policy classes (principals with equal grants share one),
+    /// including those built for JWT callers so far.
     pub fn class_count(&self) -> usize {
         self.classes.len()
     }

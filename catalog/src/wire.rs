@@ -23,6 +23,11 @@ pub struct SnapshotDocument {
     pub sources: Vec<(String, ConfigFile)>,
     /// Secret values by reference (`env:X`, `file:Y`, `store:Z`).
     pub secrets: BTreeMap<String, String>,
+    /// Identity providers' signing keys (JWKS documents) by source
+    /// ([`IdentityProvider::jwks_source`](crate::model::IdentityProvider::jwks_source)),
+    /// fetched and refreshed by the control plane: proxies never call the IdP.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jwks: BTreeMap<String, String>,
 }
 
 impl SnapshotDocument {
@@ -32,6 +37,7 @@ impl SnapshotDocument {
         let resolve = |reference: &str| -> Result<String, String> {
             self.secrets
                 .get(reference)
+                .or_else(|| self.jwks.get(reference))
                 .cloned()
                 .ok_or_else(|| "not provided by the control plane".to_string())
         };

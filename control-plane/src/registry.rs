@@ -180,6 +180,7 @@ pub fn build_document(
                 teams: p.teams.clone(),
                 disabled: false,
                 tokens: Vec::new(),
+                identity_provider: None,
             })
             .collect(),
         servers: state.servers.clone(),
@@ -223,6 +224,7 @@ pub fn build_document(
         version,
         sources,
         secrets,
+        jwks: BTreeMap::new(),
     };
     document.compile()?;
     Ok(document)

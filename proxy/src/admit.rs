@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use catalog::{Caller, ServerId, Snapshot, Upstream};
+use catalog::snapshot::PrincipalInfo;
+use catalog::{Caller, ServerId, Snapshot, Upstream, VerifiedToken};
 use pingora_proxy::Session;
 
 use crate::body::{read_request_body, ReadError};
 use crate::decide::{check_headers, decide, McpHeaders};
 use crate::error::Refusal;
 use crate::filter::ListIds;
-use crate::http_headers::{bearer_digest, check_host_and_origin};
+use crate::http_headers::{bearer_token, check_host_and_origin};
 use crate::jsonrpc;
+use crate::resource_metadata;
 use crate::sessions::SessionSeal;
 
 /// An admitted request: who, to which server, and what to filter.
@@ -25,6 +27,8 @@ pub struct Route {
     snapshot: Arc<Snapshot>,
     digest: [u8; 32],
     caller: Caller,
+    /// A JWT caller: the verified token and who it signs in (`None`: a PAT).
+    jwt: Option<(Arc<VerifiedToken>, Arc<PrincipalInfo>)>,
     server: ServerId,
     /// Length of the checked body to forward, for POST.
     pub body_len: Option<usize>,
@@ -60,12 +64,16 @@ impl Route {
 
     /// Principal name, for logs.
     pub fn principal_name(&self) -> &str {
-        &self.snapshot.principal(&self.caller).name
+        &self.principal().name
     }
 
-    /// The caller's principal.
-    pub fn principal(&self) -> &catalog::snapshot::PrincipalInfo {
-        self.snapshot.principal(&self.caller)
+    /// The caller's principal (for a JWT caller: the principal claim, its
+    /// mapped teams, and the client as its one token name).
+    pub fn principal(&self) -> &PrincipalInfo {
+        match &self.jwt {
+            Some((_, principal)) => principal,
+            None => self.snapshot.principal(&self.caller),
+        }
     }
 
     /// The label of the token the caller presented (the agent).
@@ -94,9 +102,11 @@ impl Route {
         }
         let snapshot = store.load_full();
         let name: Arc<str> = self.upstream().name.clone();
-        let fresh = authorize(&snapshot, self.digest, &name)?;
+        let token = self.jwt.as_ref().map(|(t, _)| t.clone());
+        let fresh = authorize(&snapshot, self.digest, token, &name)?;
         self.snapshot = fresh.snapshot;
         self.caller = fresh.caller;
+        self.jwt = fresh.jwt;
         self.server = fresh.server;
         Ok(())
     }
@@ -148,18 +158,38 @@ pub fn server_from_path(path: &str) -> Option<&str> {
 
 /// May the token's holder still use `server` under `snapshot`?
 pub fn still_allowed(snapshot: &Snapshot, digest: &[u8; 32], server: &str) -> bool {
-    snapshot.authenticate(digest).is_some_and(|caller| {
-        snapshot
-            .upstream(server)
-            .is_some_and(|u| snapshot.can_access(caller.class, u.id))
-    })
+    let class = match snapshot.authenticate(digest) {
+        Some(caller) => caller.class,
+        None => match crate::jwt::remembered_caller(snapshot, digest) {
+            Some(jwt) => jwt.caller.class,
+            None => return false,
+        },
+    };
+    snapshot
+        .upstream(server)
+        .is_some_and(|u| snapshot.can_access(class, u.id))
 }
 
-/// Token → caller → server grant, all from one snapshot.
-fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result<Route, Refusal> {
-    let caller = snapshot
-        .authenticate(&digest)
-        .ok_or(Refusal::Unauthorized { presented: true })?;
+/// Token → caller → server grant, all from one snapshot. `jwt`: the
+/// caller signed in with this verified JWT (else `digest` is a PAT's).
+fn authorize(
+    snapshot: &Arc<Snapshot>,
+    digest: [u8; 32],
+    jwt: Option<Arc<VerifiedToken>>,
+    server: &str,
+) -> Result<Route, Refusal> {
+    let (caller, jwt) = match jwt {
+        None => (
+            snapshot
+                .authenticate(&digest)
+                .ok_or(Refusal::unauthorized(true))?,
+            None,
+        ),
+        Some(token) => {
+            let signed_in = snapshot.jwt_caller(&token).map_err(jwt_refused)?;
+            (signed_in.caller, Some((token, signed_in.principal)))
+        }
+    };
     let upstream = snapshot
         .upstream(server)
         .filter(|u| snapshot.can_access(caller.class, u.id))
@@ -168,6 +198,7 @@ fn authorize(snapshot: &Arc<Snapshot>, digest: [u8; 32], server: &str) -> Result
         snapshot: snapshot.clone(),
         digest,
         caller,
+        jwt,
         server: upstream.id,
         body_len: None,
         list_ids: ListIds::None,
@@ -212,13 +243,42 @@ pub async fn admit(
     }
 }
 
-/// Path, `Host` and `Origin`, token, grant.
+/// Path, `Host` and `Origin`, token, grant. The OAuth protected-resource
+/// metadata is answered here too (as a [`Refusal::Document`]).
 fn authorize_request(session: &Session, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
     let req = session.req_header();
+    if let Some(rest) = req.uri.path().strip_prefix(resource_metadata::WELL_KNOWN) {
+        check_host_and_origin(req, &snapshot.settings)?;
+        return Err(resource_metadata::answer(req, snapshot, rest));
+    }
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
     check_host_and_origin(req, &snapshot.settings)?;
-    let digest = bearer_digest(req)?;
-    authorize(snapshot, digest, server)
+    let challenge = |r: Refusal| {
+        if snapshot.has_identity_providers() {
+            let base = resource_metadata::base_url(req, &snapshot.settings);
+            r.with_resource_metadata(&resource_metadata::metadata_url(&base, server))
+        } else {
+            r
+        }
+    };
+    let token = bearer_token(req).map_err(challenge)?;
+    let digest = catalog::token_digest(token);
+    // A JWT signs in with an identity provider; anything else is a PAT.
+    let jwt = if catalog::looks_like_jwt(token) && snapshot.authenticate(&digest).is_none() {
+        let verified = crate::jwt::verify(snapshot, token, &digest)
+            .map_err(jwt_refused)
+            .map_err(challenge)?;
+        Some(verified)
+    } else {
+        None
+    };
+    authorize(snapshot, digest, jwt, server).map_err(challenge)
+}
+
+/// A JWT that does not sign in: logged with the reason (never the token).
+fn jwt_refused(e: catalog::JwtError) -> Refusal {
+    tracing::info!(reason = %e, "bearer JWT refused");
+    Refusal::unauthorized(true)
 }
 
 /// Session, method, and for POST the body: read, parsed, headers checked, decided.

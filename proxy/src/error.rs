@@ -30,7 +30,14 @@ pub enum Refusal {
     Unauthorized {
         /// A token was presented (and was not valid).
         presented: bool,
+        /// The URL of the OAuth protected-resource metadata (RFC 9728),
+        /// when identity providers are configured.
+        resource_metadata: Option<String>,
     },
+    /// Not a refusal: the gateway answers this request itself with a JSON
+    /// document (the OAuth protected-resource metadata).
+    #[error("answered by the gateway (OAuth protected-resource metadata)")]
+    Document(Vec<u8>),
     /// A browser `Origin` not on the allow list (DNS-rebinding protection).
     #[error("origin {0:?} is not allowed")]
     OriginNotAllowed(String),
@@ -104,6 +111,28 @@ pub struct ErrorResponse {
     pub body: Vec<u8>,
 }
 
+impl Refusal {
+    /// A missing (`presented: false`) or invalid token.
+    pub fn unauthorized(presented: bool) -> Refusal {
+        Refusal::Unauthorized {
+            presented,
+            resource_metadata: None,
+        }
+    }
+
+    /// Points a 401's challenge at the protected-resource metadata `url`
+    /// (other refusals are returned unchanged).
+    pub fn with_resource_metadata(self, url: &str) -> Refusal {
+        match self {
+            Refusal::Unauthorized { presented, .. } => Refusal::Unauthorized {
+                presented,
+                resource_metadata: Some(url.to_string()),
+            },
+            other => other,
+        }
+    }
+}
+
 fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": code, "message": message}})
 }
@@ -116,14 +145,27 @@ impl Refusal {
         let message = self.to_string();
         let (status, body) = match self {
             Refusal::NoSuchServer => (404, rpc_error(None, ACCESS_REFUSED, &message)),
-            Refusal::Unauthorized { presented } => {
-                let challenge = if *presented {
-                    r#"Bearer realm="toolgate", error="invalid_token""#
-                } else {
-                    r#"Bearer realm="toolgate""#
-                };
-                headers.push(("www-authenticate", challenge.to_string()));
+            Refusal::Unauthorized {
+                presented,
+                resource_metadata,
+            } => {
+                let mut challenge = r#"Bearer realm="toolgate""#.to_string();
+                if *presented {
+                    challenge.push_str(r#", error="invalid_token""#);
+                }
+                if let Some(url) = resource_metadata {
+                    challenge.push_str(&format!(r#", resource_metadata="{url}""#));
+                }
+                headers.push(("www-authenticate", challenge));
                 (401, rpc_error(None, ACCESS_REFUSED, &message))
+            }
+            Refusal::Document(body) => {
+                headers.push(("cache-control", "max-age=300".to_string()));
+                return ErrorResponse {
+                    status: 200,
+                    headers,
+                    body: body.clone(),
+                };
             }
             Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::HostNotAllowed(_) => (421, rpc_error(None, ACCESS_REFUSED, &message)),
@@ -216,11 +258,30 @@ mod tests {
 
     #[test]
     fn unauthorized_has_a_bearer_challenge() {
-        let r = Refusal::Unauthorized { presented: true }.to_response();
+        let r = Refusal::unauthorized(true).to_response();
         assert_eq!(r.status, 401);
         assert!(r
             .headers
             .iter()
             .any(|(n, v)| *n == "www-authenticate" && v.starts_with("Bearer")));
+    }
+
+    #[test]
+    fn the_challenge_points_at_the_resource_metadata() {
+        let url = "https://gw.example.com/.well-known/oauth-protected-resource/mcp/demo";
+        let r = Refusal::unauthorized(true)
+            .with_resource_metadata(url)
+            .to_response();
+        let (_, v) = r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap();
+        assert_eq!(
+            v,
+            &format!(
+                r#"Bearer realm="toolgate", error="invalid_token", resource_metadata="{url}""#
+            )
+        );
     }
 }

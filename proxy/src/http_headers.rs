@@ -8,19 +8,23 @@ use crate::error::Refusal;
 
 /// The SHA-256 digest of the `Authorization: Bearer` token, or why there is none.
 pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
+    Ok(catalog::token_digest(bearer_token(req)?))
+}
+
+/// The `Authorization: Bearer` token text (exactly one such header), or why
+/// there is none. Never log it.
+pub fn bearer_token(req: &RequestHeader) -> Result<&str, Refusal> {
     let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         let presented = req.headers.contains_key(http::header::AUTHORIZATION);
-        return Err(Refusal::Unauthorized { presented });
+        return Err(Refusal::unauthorized(presented));
     };
     let bytes = value.as_bytes();
     let token = (bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer "))
         .then(|| bytes[7..].trim_ascii())
         .filter(|t| !t.is_empty())
-        .ok_or(Refusal::Unauthorized { presented: true })?;
-    let token =
-        std::str::from_utf8(token).map_err(|_| Refusal::Unauthorized { presented: true })?;
-    Ok(catalog::token_digest(token))
+        .ok_or(Refusal::unauthorized(true))?;
+    std::str::from_utf8(token).map_err(|_| Refusal::unauthorized(true))
 }
 
 /// DNS-rebinding protection: the `Host` an agent addressed must be one of

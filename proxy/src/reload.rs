@@ -64,7 +64,13 @@ impl ConfigDir {
         version: u64,
     ) -> Result<Snapshot, LoadError> {
         let catalog = catalog::load(files)?;
-        let resolve = |reference: &str| resolve_secret(&self.path, reference);
+        // Identity providers' keys are fetched on each compile (no periodic
+        // refresh in file mode: a rotated key needs an edit to be picked up).
+        let jwks = catalog::fetch::fetch_all_blocking(catalog::fetch::jwks_sources(&catalog));
+        let resolve = |reference: &str| match jwks.get(reference) {
+            Some(doc) => doc.clone(),
+            None => resolve_secret(&self.path, reference),
+        };
         Ok(catalog::compile(&catalog, version, &resolve)?)
     }
 

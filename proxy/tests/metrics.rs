@@ -82,7 +82,7 @@ async fn scraped_over_http_with_bounded_labels() {
 
     // A bad token on a path naming no server.
     let mut t = RequestTally::default();
-    let unauthorized = Refusal::Unauthorized { presented: true };
+    let unauthorized = Refusal::unauthorized(true);
     metrics.refused(
         &mut t,
         &unauthorized,

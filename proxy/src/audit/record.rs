@@ -45,6 +45,10 @@ impl RecordBuilder {
 
     /// The records for one request (none when nothing in it is audited).
     pub fn build(&mut self, ev: &AuditEvent) -> Vec<AuditRecord> {
+        if matches!(ev.refusal, Some(Refusal::Document(_))) {
+            // Discovery metadata served to anyone: no access decision to record.
+            return Vec::new();
+        }
         let messages: Vec<Value> = ev
             .body
             .as_ref()

@@ -84,6 +84,8 @@ pub enum Outcome {
     UpstreamError,
     /// The gateway itself failed.
     GatewayError,
+    /// Answered by the gateway itself (the OAuth protected-resource metadata).
+    Answered,
 }
 
 impl Outcome {
@@ -97,6 +99,7 @@ impl Outcome {
             Outcome::RefusedAudit => "refused_audit",
             Outcome::UpstreamError => "upstream_error",
             Outcome::GatewayError => "gateway_error",
+            Outcome::Answered => "answered",
         }
     }
 
@@ -116,6 +119,7 @@ impl Outcome {
             | Refusal::HeaderMismatch { .. } => Outcome::RefusedInvalid,
             Refusal::AuditUnavailable { .. } => Outcome::RefusedAudit,
             Refusal::UpstreamUnavailable { .. } => Outcome::UpstreamError,
+            Refusal::Document(_) => Outcome::Answered,
         }
     }
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod bodies;
 mod common;
 mod metrics;
+mod oidc;
 mod protocol;
 mod reload;
 mod sdk;
