@@ -109,6 +109,7 @@ pub fn compile(
         }
     }
 
+    let session_key = session_key(catalog, secrets)?;
     let principal_index: HashMap<&str, u32> = catalog
         .principals
         .iter()
@@ -141,6 +142,7 @@ pub fn compile(
                 .collect(),
             allowed_origins: catalog.gateway.allowed_origins.clone(),
             audit: catalog.gateway.audit.clone(),
+            session_key,
         },
         tokens,
         principals,
@@ -307,6 +309,35 @@ fn build_upstream(
                 .map_err(|e| at("auth.header", e.to_string()))?,
             secret_value(secret, "")?,
         )),
+        UpstreamAuth::OauthClientCredentials { .. } => None,
+    };
+    // The token is fetched by the control plane: until it has one (or while
+    // its refresh fails past expiry) calls get a clear 503, never an
+    // unauthenticated request upstream.
+    let mut credential_unavailable = None;
+    let credential = match &s.auth {
+        UpstreamAuth::OauthClientCredentials { .. } => {
+            match secrets.resolve(&crate::model::oauth_token_ref(&s.name)) {
+                Ok(token) => {
+                    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                        .map_err(|_| {
+                            at(
+                                "auth",
+                                "the access token is not a valid header value".into(),
+                            )
+                        })?;
+                    v.set_sensitive(true);
+                    Some((http::header::AUTHORIZATION, v))
+                }
+                Err(_) => {
+                    credential_unavailable = Some(Arc::<str>::from(
+                        "no valid OAuth access token for this server (the control plane cannot obtain one)",
+                    ));
+                    None
+                }
+            }
+        }
+        _ => credential,
     };
     let tls_ca_pem = match &s.tls_ca {
         None => None,
@@ -330,5 +361,26 @@ fn build_upstream(
             .map(|names| names.iter().map(|n| Box::<str>::from(n.as_str())).collect()),
         tools: s.tools.iter().map(|t| t.name.as_str().into()).collect(),
         audit: s.audit.clone(),
+        credential_unavailable,
     })
+}
+
+/// The session-sealing key: from `gateway.session_secret` (which must
+/// resolve), else from the control plane's generated secret if provided.
+fn session_key(
+    catalog: &Catalog,
+    secrets: &dyn SecretResolver,
+) -> Result<Option<[u8; 32]>, ConfigErrors> {
+    use sha2::Digest;
+    let value = match &catalog.gateway.session_secret {
+        Some(reference) => Some(secrets.resolve(reference).map_err(|m| {
+            ConfigErrors(vec![ConfigError::new(
+                "gateway",
+                "gateway.session_secret",
+                format!("cannot read {reference}: {m}"),
+            )])
+        })?),
+        None => secrets.resolve(crate::model::GENERATED_SESSION_SECRET).ok(),
+    };
+    Ok(value.map(|v| sha2::Sha256::digest(v.as_bytes()).into()))
 }

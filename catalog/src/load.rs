@@ -208,6 +208,33 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                     &mut err,
                 )
             }
+            UpstreamAuth::OauthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                ..
+            } => {
+                if !(token_url.starts_with("https://") || token_url.starts_with("http://")) {
+                    err(
+                        &l.file,
+                        format!("{}.auth.token_url", l.path),
+                        format!("{token_url:?} is not an http(s) URL"),
+                    );
+                }
+                if client_id.is_empty() {
+                    err(
+                        &l.file,
+                        format!("{}.auth.client_id", l.path),
+                        "must not be empty".into(),
+                    );
+                }
+                check_secret_ref(
+                    client_secret,
+                    &l.file,
+                    &format!("{}.auth.client_secret", l.path),
+                    &mut err,
+                )
+            }
         }
         let mut seen = HashSet::new();
         for (i, t) in s.tools.iter().enumerate() {

@@ -58,7 +58,18 @@ pub struct GatewaySettings {
     /// What the gateway records in the audit trail.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// A secret reference keying the sealed `Mcp-Session-Id`s: every replica
+    /// must share it for a session to survive landing on another replica.
+    /// Default: the control plane's generated key
+    /// ([`GENERATED_SESSION_SECRET`]); a gateway on a config directory
+    /// without one uses a random key per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_secret: Option<String>,
 }
+
+/// The session secret the control plane generates and ships when
+/// `gateway.session_secret` is not set.
+pub const GENERATED_SESSION_SECRET: &str = "store:toolgate-session-key";
 
 /// Gateway-wide audit settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -154,6 +165,7 @@ impl Default for GatewaySettings {
             allowed_hosts: default_allowed_hosts(),
             allowed_origins: Vec::new(),
             audit: AuditSettings::default(),
+            session_secret: None,
         }
     }
 }
@@ -252,6 +264,30 @@ pub enum UpstreamAuth {
         /// A secret reference (`env:NAME` or `file:PATH`).
         secret: String,
     },
+    /// OAuth 2.0 client credentials (a service account): the control plane
+    /// obtains an access token from `token_url`, refreshes it before it
+    /// expires, and proxies inject `Authorization: Bearer <token>`. The
+    /// client secret never leaves the control plane.
+    OauthClientCredentials {
+        /// The authorization server's token endpoint.
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// A secret reference to the client secret (sent with HTTP Basic).
+        client_secret: String,
+        /// Space-separated scopes to request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The `audience` parameter some providers require.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
+}
+
+/// The reference under which the control plane ships a server's current
+/// OAuth access token in the snapshot document.
+pub fn oauth_token_ref(server: &str) -> String {
+    format!("oauth:{server}")
 }
 
 /// A tool declared in the catalog.

@@ -49,6 +49,9 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// What the audit trail records.
     pub audit: crate::model::AuditSettings,
+    /// Key for sealing session ids (SHA-256 of the session secret), when
+    /// one is configured or provided by the control plane.
+    pub session_key: Option<[u8; 32]>,
 }
 
 /// Who is calling: the result of authenticating a token.
@@ -137,6 +140,9 @@ pub struct Upstream {
     pub tools: std::collections::HashSet<Box<str>>,
     /// The server's audit policy.
     pub audit: crate::model::ServerAudit,
+    /// Why the credential cannot be injected right now (an OAuth token the
+    /// control plane could not obtain): calls get 503 instead.
+    pub credential_unavailable: Option<Arc<str>>,
 }
 
 impl Snapshot {

@@ -40,6 +40,7 @@ pub struct CpMetrics {
     snapshot_publishes: IntCounter,
     snapshot_followers: IntGauge,
     discovery_failures: IntCounterVec,
+    credential_refresh_failures: IntCounterVec,
     audit_ingested: IntCounter,
     audit_duplicate: IntCounter,
 }
@@ -108,6 +109,16 @@ impl CpMetrics {
                     &["server"],
                 ),
             ),
+            credential_refresh_failures: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "toolgate_cp_credential_refresh_failures_total",
+                        "Failed attempts to obtain or refresh an upstream OAuth token.",
+                    ),
+                    &["server"],
+                ),
+            ),
             audit_ingested: counter(
                 "toolgate_cp_audit_records_ingested_total",
                 "Audit records stored from proxies.",
@@ -151,6 +162,13 @@ impl CpMetrics {
     /// Discovery could not list the tools of `server` (a catalog server name).
     pub fn discovery_failed(&self, server: &str) {
         self.discovery_failures.with_label_values(&[server]).inc();
+    }
+
+    /// Counts a failed upstream OAuth token fetch for `server` (a catalog name).
+    pub fn credential_refresh_failed(&self, server: &str) {
+        self.credential_refresh_failures
+            .with_label_values(&[server])
+            .inc();
     }
 
     /// `n` audit records were stored.

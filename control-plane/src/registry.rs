@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use catalog::model::{ConfigFile, Principal, TokenDecl, UpstreamAuth};
+use catalog::model::{ConfigFile, Principal, TokenDecl, UpstreamAuth, GENERATED_SESSION_SECRET};
 use catalog::{ConfigError, ConfigErrors, SnapshotDocument};
 use tokio::sync::watch;
 
@@ -36,6 +36,7 @@ pub struct Registry {
     /// Serializes builds so versions are published in order.
     build: std::sync::Mutex<()>,
     metrics: Arc<CpMetrics>,
+    oauth: crate::oauth::OauthTokens,
 }
 
 /// Registry failures.
@@ -53,6 +54,7 @@ impl Registry {
     /// Opens the registry over `config_dir` and `store`, publishing a first
     /// snapshot. Fails if `config/` plus the stored state is invalid.
     pub fn open(config_dir: &Path, store: Box<dyn Store>) -> Result<Arc<Registry>, RegistryError> {
+        ensure_session_secret(store.as_ref())?;
         let state = store.state()?;
         let version = store.next_version()?;
         let document =
@@ -60,13 +62,16 @@ impl Registry {
         let metrics = Arc::new(CpMetrics::new());
         metrics.snapshot_published(document.version);
         let (published, _) = watch::channel(Arc::new(publishable(document)));
-        Ok(Arc::new(Registry {
+        let registry = Arc::new(Registry {
             config_dir: config_dir.to_path_buf(),
             store,
             published,
             build: std::sync::Mutex::new(()),
             metrics,
-        }))
+            oauth: crate::oauth::OauthTokens::default(),
+        });
+        crate::jwks::spawn_refresh(&registry);
+        Ok(registry)
     }
 
     /// The latest published snapshot.
@@ -104,7 +109,7 @@ impl Registry {
         let _build = self.build.lock().unwrap_or_else(|e| e.into_inner());
         let built = std::cell::RefCell::new(None);
         let check = |state: &RuntimeState, version: u64| {
-            let doc = build_document(&self.config_dir, state, version)?;
+            let doc = self.build(state, version)?;
             *built.borrow_mut() = Some(doc);
             Ok(())
         };
@@ -121,12 +126,45 @@ impl Registry {
         let _build = self.build.lock().unwrap_or_else(|e| e.into_inner());
         let state = self.store.state()?;
         // Validate before spending a version number.
-        build_document(&self.config_dir, &state, 0).map_err(RegistryError::Config)?;
+        self.build(&state, 0).map_err(RegistryError::Config)?;
         let version = self.store.next_version()?;
-        let doc =
-            build_document(&self.config_dir, &state, version).map_err(RegistryError::Config)?;
+        let doc = self.build(&state, version).map_err(RegistryError::Config)?;
         self.publish(doc);
         Ok(version)
+    }
+
+    /// Publishes a new snapshot with the current upstream OAuth tokens.
+    pub fn republish(&self) -> Result<u64, RegistryError> {
+        self.reload_config()
+    }
+
+    /// The upstream OAuth tokens this control plane maintains.
+    pub fn oauth(&self) -> &crate::oauth::OauthTokens {
+        &self.oauth
+    }
+
+    /// The value of a secret reference (`store:`, `env:`, `file:`).
+    pub fn resolve_secret(&self, reference: &str) -> Result<String, String> {
+        let state = self.store.state().map_err(|e| e.to_string())?;
+        resolve(&self.config_dir, &state, reference)
+    }
+
+    fn build(&self, state: &RuntimeState, version: u64) -> Result<SnapshotDocument, ConfigErrors> {
+        let mut doc = build_document(&self.config_dir, state, version)?;
+        if !doc.sources.iter().any(|(_, d)| {
+            d.servers
+                .iter()
+                .any(|s| matches!(s.auth, UpstreamAuth::OauthClientCredentials { .. }))
+        }) {
+            return Ok(doc);
+        }
+        // Recompile with the tokens: a server without one gets a 503 at the proxy.
+        for (server, token) in self.oauth.current() {
+            doc.secrets
+                .insert(catalog::model::oauth_token_ref(&server), token);
+        }
+        doc.compile()?;
+        Ok(doc)
     }
 
     fn publish(&self, doc: SnapshotDocument) {
@@ -200,6 +238,8 @@ pub fn build_document(
                 UpstreamAuth::Bearer { secret } | UpstreamAuth::Header { secret, .. } => {
                     refs.push(secret)
                 }
+                // The client secret stays here; proxies get the token.
+                UpstreamAuth::OauthClientCredentials { .. } => {}
             }
             for reference in refs {
                 match resolve(config_dir, state, reference) {
@@ -217,6 +257,32 @@ pub fn build_document(
             }
         }
     }
+    // The key sealing session ids, shared by every proxy of this plane.
+    let explicit = sources
+        .iter()
+        .find_map(|(file, doc)| Some((file, doc.gateway.as_ref()?.session_secret.as_ref()?)));
+    match explicit {
+        Some((file, reference)) => match resolve(config_dir, state, reference) {
+            Ok(value) => {
+                secrets.insert(reference.clone(), value);
+            }
+            Err(m) => errors.push(ConfigError::new(
+                file,
+                "gateway.session_secret",
+                format!("cannot read {reference}: {m}"),
+            )),
+        },
+        None => {
+            if let Ok(value) = resolve(config_dir, state, GENERATED_SESSION_SECRET) {
+                secrets.insert(GENERATED_SESSION_SECRET.to_string(), value);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    // Identity providers' signing keys travel with the snapshot.
+    let jwks = crate::jwks::key_sets(&sources, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -224,10 +290,38 @@ pub fn build_document(
         version,
         sources,
         secrets,
-        jwks: BTreeMap::new(),
+        jwks,
     };
     document.compile()?;
     Ok(document)
+}
+
+/// Creates the session-sealing secret on first start (sealed at rest like
+/// every secret). Without a master key the store refuses secrets: proxies
+/// then seal sessions with keys of their own (sessions stay per replica).
+fn ensure_session_secret(store: &dyn Store) -> Result<(), StoreError> {
+    let name = GENERATED_SESSION_SECRET.trim_start_matches("store:");
+    let exists = match store.state() {
+        Ok(state) => state.secrets.iter().any(|(n, _)| n == name),
+        Err(StoreError::Sealed(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if exists {
+        return Ok(());
+    }
+    let value = crate::crypto::MasterKey::generate();
+    let set = Mutation::SetSecret {
+        name: name.to_string(),
+        value,
+    };
+    match store.apply("toolgate", &set, &|_, _| Ok(())) {
+        Ok(_) => Ok(()),
+        Err(StoreError::Sealed(m)) => {
+            tracing::warn!(reason = %m, "no shared session key: MCP sessions will not move between proxy replicas");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn server_routes(server: &catalog::model::Server, state: &RuntimeState) -> bool {

@@ -1,5 +1,5 @@
-//! Running the control plane: the HTTP API plus the `config/` watcher and
-//! the audit retention task.
+//! Running the control plane: the HTTP API plus the `config/` watcher, the
+//! audit retention task and the upstream OAuth token refresher.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub struct ControlPlaneHandle {
     task: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
+    oauth: tokio::task::JoinHandle<()>,
 }
 
 impl ControlPlaneHandle {
@@ -25,6 +26,7 @@ impl ControlPlaneHandle {
     pub async fn stop(self) {
         self.watcher.abort();
         self.retention.abort();
+        self.oauth.abort();
         self.task.abort();
         let _ = self.task.await;
         let _ = self.watcher.await;
@@ -47,6 +49,7 @@ pub fn start(
             tracing::error!(error = %e, "control plane API stopped");
         }
     });
+    let oauth = tokio::spawn(crate::oauth::refresh_loop(registry.clone()));
     let watcher = tokio::spawn(watch_config(registry, poll));
     let retention = tokio::spawn(retention_task(audit, RETENTION_INTERVAL));
     Ok(ControlPlaneHandle {
@@ -54,6 +57,7 @@ pub fn start(
         task,
         watcher,
         retention,
+        oauth,
     })
 }
 

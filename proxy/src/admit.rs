@@ -293,7 +293,7 @@ async fn check_request(
     if let Some(presented) = req.headers.get("mcp-session-id") {
         // Only the caller the session was opened for may use it.
         let presented = presented.to_str().unwrap_or("");
-        let upstream = seal
+        let upstream = SessionSeal::for_settings(&route.snapshot.settings, seal)
             .open(&route.digest, presented)
             .ok_or(Refusal::UnknownSession)?;
         route.upstream_session = Some(upstream.to_string());

@@ -263,6 +263,11 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         ctx.tally.upstream_started();
         let up = route.upstream();
+        if let Some(why) = &up.credential_unavailable {
+            // Never call the upstream without its credential.
+            tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
+            return Error::e_explain(ErrorType::HTTPStatus(503), why.to_string());
+        }
         let addr = match up.addr {
             Some(addr) => addr,
             None => {
@@ -351,7 +356,8 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         if let Some(sid) = resp.headers.get("mcp-session-id") {
-            let sealed = self.seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+            let seal = SessionSeal::for_settings(route.settings(), &self.seal);
+            let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
             if self.auditor.is_some() {
                 ctx.audit.issued_session = Some(sealed.clone());
             }

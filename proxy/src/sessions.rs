@@ -16,6 +16,7 @@ use sha2::Sha256;
 const TAG_HEX: usize = 32;
 
 /// The sealing key.
+#[derive(Clone)]
 pub struct SessionSeal {
     key: [u8; 32],
 }
@@ -26,6 +27,24 @@ impl SessionSeal {
         let mut key = [0u8; 32];
         std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key)?;
         Ok(SessionSeal { key })
+    }
+
+    /// A seal with a shared key: replicas holding the same key accept each
+    /// other's session ids.
+    pub fn from_key(key: [u8; 32]) -> SessionSeal {
+        SessionSeal { key }
+    }
+
+    /// The snapshot's shared key when it has one, else `fallback` (this
+    /// process's own random key).
+    pub fn for_settings<'a>(
+        settings: &catalog::Settings,
+        fallback: &'a SessionSeal,
+    ) -> std::borrow::Cow<'a, SessionSeal> {
+        match settings.session_key {
+            Some(key) => std::borrow::Cow::Owned(SessionSeal::from_key(key)),
+            None => std::borrow::Cow::Borrowed(fallback),
+        }
     }
 
     fn tag(&self, digest: &[u8; 32], upstream_id: &str) -> String {

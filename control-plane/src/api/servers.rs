@@ -5,7 +5,12 @@ pub(super) fn server_view(source: &str, server: &Server) -> Value {
     json!({
         "name": server.name, "description": server.description, "owner": server.owner,
         "status": server.status, "endpoint": server.endpoint, "transport": server.transport,
-        "auth": match &server.auth { catalog::model::UpstreamAuth::None => "none", catalog::model::UpstreamAuth::Bearer{..} => "bearer", catalog::model::UpstreamAuth::Header{..} => "header" },
+        "auth": match &server.auth {
+            UpstreamAuth::None => "none",
+            UpstreamAuth::Bearer { .. } => "bearer",
+            UpstreamAuth::Header { .. } => "header",
+            UpstreamAuth::OauthClientCredentials { .. } => "oauth-client-credentials",
+        },
         "tools": server.tools.iter().map(|t| &t.name).collect::<Vec<_>>(),
         "source": source,
     })
@@ -35,11 +40,15 @@ pub(super) async fn show_server(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
-    all_servers(&s)
+    let mut view = all_servers(&s)
         .into_iter()
         .find(|v| v["name"] == name.as_str())
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no server {name:?}")))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no server {name:?}")))?;
+    // An OAuth credential's health: expiry and the last refresh error, never the token.
+    if let Some(status) = s.registry.oauth().status(&name) {
+        view["credential"] = json!(status);
+    }
+    Ok(Json(view))
 }
 
 pub(super) async fn register_server(
@@ -165,6 +174,9 @@ pub(super) fn server_and_credential(s: &AppState, name: &str) -> ApiResult<(Serv
             name: header.clone(),
             value: secret(r)?,
         },
+        UpstreamAuth::OauthClientCredentials { .. } => {
+            Credential::Bearer(secret(&catalog::model::oauth_token_ref(name))?)
+        }
     };
     Ok((server, credential))
 }
