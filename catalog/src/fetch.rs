@@ -15,6 +15,11 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT: usize = 1024 * 1024;
 
+/// An HTTP client for [`fetch_jwks`].
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
 /// Fetches the JWKS document of `source` (`jwks:URL` or `oidc:ISSUER`).
 /// Errors name the URL, never the content.
 pub async fn fetch_jwks(client: &reqwest::Client, source: &str) -> Result<String, String> {
@@ -82,7 +87,7 @@ pub fn fetch_all_blocking(sources: Vec<String>) -> BTreeMap<String, Result<Strin
             .build()
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(rt.block_on(async move {
-            let client = reqwest::Client::new();
+            let client = client();
             let mut docs = BTreeMap::new();
             for source in sources {
                 let doc = fetch_jwks(&client, &source).await;

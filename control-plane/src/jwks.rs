@@ -83,7 +83,7 @@ pub(crate) fn key_sets(
 /// changed. Returns whether one did. A failed fetch keeps the last good set.
 pub async fn refresh(registry: &Arc<Registry>) -> bool {
     let sources: Vec<String> = cache().keys().cloned().collect();
-    let client = reqwest::Client::new();
+    let client = catalog::fetch::client();
     let mut changed = false;
     for source in sources {
         match catalog::fetch::fetch_jwks(&client, &source).await {
