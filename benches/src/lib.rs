@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+pub mod mcp;
+
 use catalog::{compile, load, token_digest, Catalog, ClassId, ServerId, Snapshot};
 use toolgate_proxy::filter::{unreadable_error, Filtered};
 
