@@ -111,6 +111,11 @@ enum Command {
         #[command(subcommand)]
         command: ops::PatCommand,
     },
+    /// Users and agents (offboarding: `principal disable NAME`).
+    Principal {
+        #[command(subcommand)]
+        command: ops::PrincipalCommand,
+    },
     /// Secrets held by the control plane (write-only).
     Secret {
         #[command(subcommand)]
@@ -206,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server { command } => run::runtime(Some(1))?.block_on(ops::server(command)),
         Command::Pat { command } => run::runtime(Some(1))?.block_on(ops::pat(command)),
         Command::Secret { command } => run::runtime(Some(1))?.block_on(ops::secret(command)),
+        Command::Principal { command } => run::runtime(Some(1))?.block_on(ops::principal(command)),
         Command::Audit { command } => run::runtime(Some(1))?.block_on(audit::run(command)),
         Command::Token {
             command: TokenCommand::New,

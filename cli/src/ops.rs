@@ -57,6 +57,24 @@ pub enum PatCommand {
     },
 }
 
+/// `toolgate principal ...`
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Offboard in one action: the principal authenticates nowhere (every
+    /// token, open streams included) from the next snapshot on every proxy.
+    Disable {
+        /// The user or agent.
+        name: String,
+    },
+    /// Let a disabled principal sign in again.
+    Enable {
+        /// The user or agent.
+        name: String,
+    },
+    /// List principals created through the API.
+    List,
+}
+
 /// `toolgate secret ...`
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
@@ -159,6 +177,35 @@ pub async fn pat(cmd: PatCommand) -> anyhow::Result<()> {
         }
         PatCommand::Revoke { id } => {
             api.call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None)
+                .await?
+        }
+    };
+    print(&v);
+    Ok(())
+}
+
+/// Runs a `principal` command.
+pub async fn principal(cmd: PrincipalCommand) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let v = match &cmd {
+        PrincipalCommand::Disable { name } => {
+            api.call(
+                reqwest::Method::POST,
+                &format!("/v1/principals/{name}/disable"),
+                None,
+            )
+            .await?
+        }
+        PrincipalCommand::Enable { name } => {
+            api.call(
+                reqwest::Method::POST,
+                &format!("/v1/principals/{name}/enable"),
+                None,
+            )
+            .await?
+        }
+        PrincipalCommand::List => {
+            api.call(reqwest::Method::GET, "/v1/principals", None)
                 .await?
         }
     };

@@ -454,6 +454,11 @@ impl ProxyHttp for Gateway {
             server = route.map(|r| r.server_name()),
             principal = route.map(|r| r.principal_name()),
             trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
+            session = session
+                .req_header()
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok()),
             error = e.map(|e| e.to_string()),
             "request"
         );
