@@ -171,15 +171,7 @@ impl ProxyHttp for Gateway {
                         tools = ?denied_tools(&refusal),
                         "request refused"
                     );
-                    if let Some(m) = &self.metrics {
-                        m.refused(
-                            &mut ctx.tally,
-                            &refusal,
-                            &self.snapshots.load(),
-                            session.req_header(),
-                        );
-                    }
-                    ctx.audit.tap.total = respond(session, &refusal).await? as u64;
+                    self.refuse(session, ctx, &refusal).await?;
                     ctx.audit.refused_route = route;
                     ctx.audit.body = body;
                     ctx.audit.refusal = Some(refusal);
@@ -193,15 +185,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.tally.admitted(route.upstream(), route.method);
         if let Some(refusal) = self.audit_capacity(&route, ctx) {
-            if let Some(m) = &self.metrics {
-                m.refused(
-                    &mut ctx.tally,
-                    &refusal,
-                    &self.snapshots.load(),
-                    session.req_header(),
-                );
-            }
-            ctx.audit.tap.total = respond(session, &refusal).await? as u64;
+            self.refuse(session, ctx, &refusal).await?;
             return Ok(true);
         }
         if let Some(m) = &self.metrics {
@@ -470,6 +454,21 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Answers a refusal: counted in the metrics, its size kept for the audit record.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        refusal: &Refusal,
+    ) -> Result<()> {
+        if let Some(m) = &self.metrics {
+            let snapshot = self.snapshots.load();
+            m.refused(&mut ctx.tally, refusal, &snapshot, session.req_header());
+        }
+        ctx.audit.tap.total = respond(session, refusal).await? as u64;
+        Ok(())
+    }
+
     /// When the audit spool is full: refuse a `tools/call` for a server that
     /// fails closed, or count its record as dropped.
     fn audit_capacity(&self, route: &Route, ctx: &mut RequestCtx) -> Option<Refusal> {
