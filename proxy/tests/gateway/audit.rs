@@ -24,6 +24,23 @@ fn audited(spool: &Path, sink: Sink, max_spool_bytes: u64) -> (Auditor, AuditTas
     .unwrap()
 }
 
+/// A gateway over the common fixture config that audits through `auditor`.
+async fn audited_gateway(up: &Upstream, auditor: Auditor) -> Gateway {
+    let options = GatewayOptions {
+        auditor: Some(auditor),
+        metrics: None,
+    };
+    Gateway::start_with(up.addr, options).await
+}
+
+/// A control plane nobody listens on: records stay in the spool.
+fn unreachable_control_plane() -> Sink {
+    Sink::ControlPlane {
+        url: "http://127.0.0.1:1".into(),
+        token: "proxy-token".into(),
+    }
+}
+
 /// Reads the delivered records until there are `n` (or panics after 10 s).
 async fn wait_for_records(file: &Path, n: usize) -> Vec<AuditRecord> {
     for _ in 0..200 {
@@ -58,14 +75,7 @@ async fn every_tool_call_is_recorded_with_who_what_and_how_it_ended() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("audit.jsonl");
     let (auditor, tasks) = audited(&tmp.path().join("spool"), Sink::File(log.clone()), 1 << 30);
-    let gw = Gateway::start_with(
-        up.addr,
-        GatewayOptions {
-            auditor: Some(auditor),
-            metrics: None,
-        },
-    )
-    .await;
+    let gw = audited_gateway(&up, auditor).await;
     // A second server nobody listens on, for an upstream failure.
     let servers = std::fs::read_to_string(gw.dir.path().join("servers.yaml")).unwrap();
     gw.edit(
@@ -273,14 +283,7 @@ async fn redaction_policy_is_per_server_and_excerpts_are_opt_in() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("audit.jsonl");
     let (auditor, tasks) = audited(&tmp.path().join("spool"), Sink::File(log.clone()), 1 << 30);
-    let gw = Gateway::start_with(
-        up.addr,
-        GatewayOptions {
-            auditor: Some(auditor),
-            metrics: None,
-        },
-    )
-    .await;
+    let gw = audited_gateway(&up, auditor).await;
     let servers = std::fs::read_to_string(gw.dir.path().join("servers.yaml")).unwrap();
     let url = gw.url("demo");
     let sid = open_session(&url, ALICE).await;
@@ -332,19 +335,9 @@ async fn a_full_spool_refuses_calls_of_fail_closed_servers_and_counts_drops_of_o
     let up = Upstream::start(true).await;
     let tmp = tempfile::tempdir().unwrap();
     // The control plane is unreachable, and the spool holds one small batch.
-    let unreachable = Sink::ControlPlane {
-        url: "http://127.0.0.1:1".into(),
-        token: "proxy-token".into(),
-    };
+    let unreachable = unreachable_control_plane();
     let (auditor, tasks) = audited(&tmp.path().join("spool"), unreachable, 64);
-    let gw = Gateway::start_with(
-        up.addr,
-        GatewayOptions {
-            auditor: Some(auditor.clone()),
-            metrics: None,
-        },
-    )
-    .await;
+    let gw = audited_gateway(&up, auditor.clone()).await;
     let url = gw.url("demo");
     let sid = open_session(&url, ALICE).await;
     let first = post(
@@ -410,19 +403,9 @@ async fn records_spooled_while_the_destination_is_down_are_delivered_after_a_res
     let up = Upstream::start(true).await;
     let tmp = tempfile::tempdir().unwrap();
     let spool: PathBuf = tmp.path().join("spool");
-    let unreachable = Sink::ControlPlane {
-        url: "http://127.0.0.1:1".into(),
-        token: "proxy-token".into(),
-    };
+    let unreachable = unreachable_control_plane();
     let (auditor, tasks) = audited(&spool, unreachable, 1 << 30);
-    let gw = Gateway::start_with(
-        up.addr,
-        GatewayOptions {
-            auditor: Some(auditor.clone()),
-            metrics: None,
-        },
-    )
-    .await;
+    let gw = audited_gateway(&up, auditor.clone()).await;
     let sid = open_session(&gw.url("demo"), ALICE).await;
     for i in 0..20 {
         let r = post(
