@@ -310,6 +310,8 @@ fn build_upstream(
             secret_value(secret, "")?,
         )),
         UpstreamAuth::OauthClientCredentials { .. } => None,
+        // Per user: see `delegated` below.
+        UpstreamAuth::OauthAuthorizationCode { .. } => None,
     };
     // The token is fetched by the control plane: until it has one (or while
     // its refresh fails past expiry) calls get a clear 503, never an
@@ -362,6 +364,9 @@ fn build_upstream(
         tools: s.tools.iter().map(|t| t.name.as_str().into()).collect(),
         audit: s.audit.clone(),
         credential_unavailable,
+        // No user token until the shipped ones are attached: default deny.
+        delegated: matches!(s.auth, UpstreamAuth::OauthAuthorizationCode { .. })
+            .then(|| Arc::new(crate::delegated::DelegatedAuth::build(None, "", &|_| true))),
     })
 }
 

@@ -10,6 +10,7 @@
 pub mod audit;
 mod classes;
 pub mod compile;
+pub mod delegated;
 pub mod endpoint;
 pub mod error;
 #[cfg(feature = "fetch")]

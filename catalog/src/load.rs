@@ -235,6 +235,41 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                     &mut err,
                 )
             }
+            UpstreamAuth::OauthAuthorizationCode {
+                authorization_url,
+                token_url,
+                client_id,
+                client_secret,
+                ..
+            } => {
+                for (field, url) in [
+                    ("authorization_url", authorization_url),
+                    ("token_url", token_url),
+                ] {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        err(
+                            &l.file,
+                            format!("{}.auth.{field}", l.path),
+                            format!("{url:?} is not an http(s) URL"),
+                        );
+                    }
+                }
+                if client_id.is_empty() {
+                    err(
+                        &l.file,
+                        format!("{}.auth.client_id", l.path),
+                        "must not be empty".into(),
+                    );
+                }
+                if let Some(secret) = client_secret {
+                    check_secret_ref(
+                        secret,
+                        &l.file,
+                        &format!("{}.auth.client_secret", l.path),
+                        &mut err,
+                    )
+                }
+            }
         }
         let mut seen = HashSet::new();
         for (i, t) in s.tools.iter().enumerate() {

@@ -282,6 +282,27 @@ pub enum UpstreamAuth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
+    /// Per-user delegated OAuth 2.0 (authorization code + PKCE S256): each
+    /// user connects once at the control plane (`GET /v1/connect/{server}`),
+    /// which keeps their refresh token sealed, refreshes their access token
+    /// before it expires, and ships it to proxies; proxies inject the
+    /// caller's own token. A caller who has not connected is refused with
+    /// the URL to connect at; there is no fallback to another token.
+    OauthAuthorizationCode {
+        /// The authorization server's authorization endpoint.
+        authorization_url: String,
+        /// The authorization server's token endpoint.
+        token_url: String,
+        /// The client id registered for the control plane.
+        client_id: String,
+        /// A secret reference to the client secret (HTTP Basic at the token
+        /// endpoint); absent for a public client (PKCE alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Space-separated scopes to request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
 }
 
 /// The reference under which the control plane ships a server's current

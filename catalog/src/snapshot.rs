@@ -143,6 +143,9 @@ pub struct Upstream {
     /// Why the credential cannot be injected right now (an OAuth token the
     /// control plane could not obtain): calls get 503 instead.
     pub credential_unavailable: Option<Arc<str>>,
+    /// Per-user delegated OAuth: each caller's own token, injected by
+    /// principal name; a caller without one is refused (never another's).
+    pub delegated: Option<Arc<crate::delegated::DelegatedAuth>>,
 }
 
 impl Snapshot {

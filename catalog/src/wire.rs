@@ -28,6 +28,10 @@ pub struct SnapshotDocument {
     /// fetched and refreshed by the control plane: proxies never call the IdP.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jwks: BTreeMap<String, String>,
+    /// Per-user delegated OAuth access tokens by server
+    /// ([`crate::delegated`]); refresh tokens never travel.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delegated: BTreeMap<String, crate::delegated::DelegatedTokens>,
 }
 
 impl SnapshotDocument {
@@ -41,6 +45,22 @@ impl SnapshotDocument {
                 .cloned()
                 .ok_or_else(|| "not provided by the control plane".to_string())
         };
-        crate::compile(&catalog, self.version, &resolve)
+        let disabled: std::collections::HashSet<String> = catalog
+            .principals
+            .iter()
+            .filter(|l| l.item.disabled)
+            .map(|l| l.item.name.clone())
+            .collect();
+        let mut snapshot = crate::compile(&catalog, self.version, &resolve)?;
+        for up in &mut snapshot.upstreams {
+            if up.delegated.is_some() {
+                up.delegated = Some(std::sync::Arc::new(crate::delegated::DelegatedAuth::build(
+                    self.delegated.get(&*up.name),
+                    "",
+                    &|p| disabled.contains(p),
+                )));
+            }
+        }
+        Ok(snapshot)
     }
 }

@@ -2,6 +2,7 @@
 //! See `toolgate --help`.
 
 mod audit;
+mod connect;
 mod ops;
 mod run;
 
@@ -126,6 +127,15 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Connect your own account to a server with delegated OAuth: prints
+    /// the URL to open (TOOLGATE_URL, your gateway token in TOOLGATE_TOKEN).
+    Connect {
+        /// Server name.
+        server: String,
+        /// Disconnect instead (the control plane forgets your tokens).
+        #[arg(long)]
+        disconnect: bool,
+    },
     /// A token and digest for config files (no control plane needed).
     Token {
         #[command(subcommand)]
@@ -213,6 +223,9 @@ fn main() -> anyhow::Result<()> {
         Command::Secret { command } => run::runtime(Some(1))?.block_on(ops::secret(command)),
         Command::Principal { command } => run::runtime(Some(1))?.block_on(ops::principal(command)),
         Command::Audit { command } => run::runtime(Some(1))?.block_on(audit::run(command)),
+        Command::Connect { server, disconnect } => {
+            run::runtime(Some(1))?.block_on(connect::connect(server, disconnect))
+        }
         Command::Token {
             command: TokenCommand::New,
         } => {

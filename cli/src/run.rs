@@ -204,6 +204,11 @@ async fn start_control_plane(
         );
     }
     let registry = Registry::open(config, Box::new(store))?;
+    // Where users reach the API (delegated OAuth redirects and connect URLs);
+    // default: the listen address.
+    if let Ok(url) = std::env::var("TOOLGATE_CONTROL_PLANE_URL") {
+        registry.delegated().set_public_url(&url);
+    }
     let audit_db = db.with_file_name("audit.db");
     let audit = AuditStore::open(&audit_db, audit_retention_days)
         .with_context(|| format!("opening {}", audit_db.display()))?;

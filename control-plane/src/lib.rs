@@ -12,6 +12,7 @@
 pub mod api;
 pub mod audit;
 pub mod crypto;
+pub mod delegated;
 pub mod discovery;
 pub mod jwks;
 pub mod metrics;

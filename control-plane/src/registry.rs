@@ -37,6 +37,7 @@ pub struct Registry {
     build: std::sync::Mutex<()>,
     metrics: Arc<CpMetrics>,
     oauth: crate::oauth::OauthTokens,
+    delegated: crate::delegated::Delegated,
 }
 
 /// Registry failures.
@@ -69,6 +70,7 @@ impl Registry {
             build: std::sync::Mutex::new(()),
             metrics,
             oauth: crate::oauth::OauthTokens::default(),
+            delegated: crate::delegated::Delegated::default(),
         });
         crate::jwks::spawn_refresh(&registry);
         Ok(registry)
@@ -143,6 +145,11 @@ impl Registry {
         &self.oauth
     }
 
+    /// Users' delegated OAuth connections ([`crate::delegated`]).
+    pub fn delegated(&self) -> &crate::delegated::Delegated {
+        &self.delegated
+    }
+
     /// The value of a secret reference (`store:`, `env:`, `file:`).
     pub fn resolve_secret(&self, reference: &str) -> Result<String, String> {
         let state = self.store.state().map_err(|e| e.to_string())?;
@@ -151,6 +158,7 @@ impl Registry {
 
     fn build(&self, state: &RuntimeState, version: u64) -> Result<SnapshotDocument, ConfigErrors> {
         let mut doc = build_document(&self.config_dir, state, version)?;
+        crate::delegated::ship(&self.delegated, &mut doc, state);
         if !doc.sources.iter().any(|(_, d)| {
             d.servers
                 .iter()
@@ -240,6 +248,7 @@ pub fn build_document(
                 }
                 // The client secret stays here; proxies get the token.
                 UpstreamAuth::OauthClientCredentials { .. } => {}
+                UpstreamAuth::OauthAuthorizationCode { .. } => {}
             }
             for reference in refs {
                 match resolve(config_dir, state, reference) {
@@ -291,6 +300,7 @@ pub fn build_document(
         sources,
         secrets,
         jwks,
+        delegated: Default::default(),
     };
     document.compile()?;
     Ok(document)

@@ -19,6 +19,7 @@ pub struct ControlPlaneHandle {
     watcher: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
     oauth: tokio::task::JoinHandle<()>,
+    delegated: tokio::task::JoinHandle<()>,
 }
 
 impl ControlPlaneHandle {
@@ -27,6 +28,7 @@ impl ControlPlaneHandle {
         self.watcher.abort();
         self.retention.abort();
         self.oauth.abort();
+        self.delegated.abort();
         self.task.abort();
         let _ = self.task.await;
         let _ = self.watcher.await;
@@ -50,6 +52,11 @@ pub fn start(
         }
     });
     let oauth = tokio::spawn(crate::oauth::refresh_loop(registry.clone()));
+    // Unless set (`--public-url`), users reach the API where it listens.
+    registry
+        .delegated()
+        .set_public_url(&format!("http://{addr}"));
+    let delegated = tokio::spawn(crate::delegated::refresh::refresh_loop(registry.clone()));
     let watcher = tokio::spawn(watch_config(registry, poll));
     let retention = tokio::spawn(retention_task(audit, RETENTION_INTERVAL));
     Ok(ControlPlaneHandle {
@@ -58,6 +65,7 @@ pub fn start(
         watcher,
         retention,
         oauth,
+        delegated,
     })
 }
 

@@ -239,6 +239,26 @@ pub trait Store: Send + Sync {
     fn next_version(&self) -> Result<u64, StoreError>;
     /// The latest changes, newest first.
     fn changes(&self, limit: usize) -> Result<Vec<Change>, StoreError>;
+    /// Stores (sealed) or, with `None`, deletes a user's delegated OAuth
+    /// refresh token ([`crate::delegated`]).
+    fn put_delegated(
+        &self,
+        _server: &str,
+        _principal: &str,
+        _refresh_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Sealed(
+            "this store keeps no delegated tokens".into(),
+        ))
+    }
+    /// Every delegated refresh token: `(server, principal, token)`.
+    fn delegated(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Deletes every delegated refresh token of `principal` (offboarding).
+    fn delete_delegated(&self, _principal: &str) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// The embedded SQLite store.
@@ -271,6 +291,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        crate::delegated::store::ensure_table(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             keyring: None,
@@ -353,6 +374,28 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
+    fn put_delegated(
+        &self,
+        server: &str,
+        principal: &str,
+        refresh_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let keyring = self.keyring()?;
+        crate::delegated::store::put(&self.lock(), keyring, server, principal, refresh_token)
+    }
+
+    fn delegated(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        // Without a master key none can have been stored.
+        let Some(keyring) = self.keyring.as_ref() else {
+            return Ok(Vec::new());
+        };
+        crate::delegated::store::all(&self.lock(), keyring)
+    }
+
+    fn delete_delegated(&self, principal: &str) -> Result<usize, StoreError> {
+        crate::delegated::store::delete_principal(&self.lock(), principal)
+    }
+
     fn state(&self) -> Result<RuntimeState, StoreError> {
         let mut state = read_state(&self.lock())?;
         self.open_secrets(&mut state)?;

@@ -94,6 +94,29 @@ impl Route {
         self.snapshot.can_call(self.caller.class, self.server, tool)
     }
 
+    /// For a server with delegated (per-user) OAuth: the caller's own
+    /// `Authorization` value. `Ok(None)`: the server does not use delegated
+    /// auth. A caller who has not connected is refused with the URL to
+    /// connect at: there is no fallback to another user's token or to none.
+    pub fn delegated_credential(&self) -> Result<Option<&http::HeaderValue>, Refusal> {
+        let up = self.upstream();
+        let Some(delegated) = &up.delegated else {
+            return Ok(None);
+        };
+        match delegated.token_for(self.principal_name()) {
+            Some(value) => Ok(Some(value)),
+            None => Err(Refusal::NotConnected {
+                id: self.reply_id.clone(),
+                server: up.name.to_string(),
+                connect_url: if delegated.connect_url.is_empty() {
+                    format!("the control plane's /v1/connect/{}", up.name)
+                } else {
+                    delegated.connect_url.to_string()
+                },
+            }),
+        }
+    }
+
     /// Re-checks the caller against the newest snapshot when it changed, so a
     /// revocation or grant removal reaches requests already in the door.
     pub fn refresh(&mut self, store: &ArcSwap<Snapshot>) -> Result<(), Refusal> {
@@ -233,7 +256,15 @@ pub async fn admit(
         body: None,
     })?;
     let mut body = None;
-    match check_request(session, store, seal, &mut route, &mut body).await {
+    let checked = match check_request(session, store, seal, &mut route, &mut body).await {
+        // Last, so the refusal carries the request id: nothing reaches the upstream.
+        Ok(()) => route
+            .delegated_credential()
+            .map(|_| ())
+            .map_err(AdmitError::from),
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(()) => Ok(Admitted { route, body }),
         Err(error) => Err(Rejected {
             error,

@@ -89,6 +89,19 @@ pub enum Refusal {
     /// request in the body, in order (a batch is refused as a whole).
     #[error("tool call denied")]
     Denied(Vec<DeniedCall>),
+    /// The server acts for each user with their own OAuth token (delegated
+    /// auth) and this caller has not connected their account (or their
+    /// connection lapsed). 403, not 401: the gateway token is valid, and a
+    /// 401 would send MCP clients into the gateway's own sign-in.
+    #[error("{server} acts with your own account there, which is not connected: open {connect_url} (with your gateway token) to connect, then retry")]
+    NotConnected {
+        /// The request id.
+        id: Option<Value>,
+        /// The server.
+        server: String,
+        /// Where to connect.
+        connect_url: String,
+    },
 }
 
 /// One request of a refused body.
@@ -197,6 +210,13 @@ impl Refusal {
             Refusal::AuditUnavailable { id } => {
                 headers.push(("retry-after", "30".to_string()));
                 (503, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))
+            }
+            Refusal::NotConnected {
+                id, connect_url, ..
+            } => {
+                let mut body = rpc_error(id.as_ref(), ACCESS_REFUSED, &message);
+                body["error"]["data"] = json!({ "connect_url": connect_url });
+                (403, body)
             }
             Refusal::Denied(calls) => {
                 let replies: Vec<Value> = calls

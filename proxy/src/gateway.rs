@@ -301,6 +301,15 @@ impl ProxyHttp for Gateway {
         if let Some((name, value)) = &up.credential {
             req.insert_header(name.clone(), value.clone())?;
         }
+        // Delegated OAuth: the caller's own token (admission refused callers without one).
+        if let Some(value) = route.delegated_credential().map_err(|r| {
+            Error::explain(
+                ErrorType::InternalError,
+                format!("delegated credential: {r}"),
+            )
+        })? {
+            req.insert_header(http::header::AUTHORIZATION, value.clone())?;
+        }
         if let Some(sid) = &route.upstream_session {
             req.insert_header("mcp-session-id", sid.as_str())?;
         }

@@ -55,7 +55,7 @@ fn main() {
         version: 1,
         sources: docs,
         secrets,
-        jwks: Default::default(),
+        ..Default::default()
     };
     let t = Instant::now();
     let json = serde_json::to_vec(&doc).expect("serializes");

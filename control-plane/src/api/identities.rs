@@ -106,7 +106,13 @@ pub(super) async fn disable_principal(
             disabled: true,
         },
     )?;
-    Ok(Json(json!({"name": name, "disabled": true})))
+    // Offboarding in one action: their delegated OAuth tokens go too (the
+    // snapshot just published already stops shipping them).
+    let delegated = super::connect::offboard(&s, &name)?;
+    s.registry.republish()?;
+    Ok(Json(
+        json!({"name": name, "disabled": true, "delegated_tokens_deleted": delegated}),
+    ))
 }
 
 pub(super) async fn enable_principal(

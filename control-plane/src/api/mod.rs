@@ -22,6 +22,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::store::{Mutation, Outcome, StoreError, StoredPrincipal};
 
 mod audit;
+mod connect;
 mod identities;
 mod servers;
 
@@ -67,6 +68,12 @@ pub fn app(registry: Arc<Registry>, audit: Arc<crate::audit::AuditStore>, keys: 
         .route("/v1/servers/{name}", get(show_server).put(update_server))
         .route("/v1/servers/{name}/discover", post(discover_tools))
         .route("/v1/servers/{name}/tools", get(tool_review))
+        .route("/v1/servers/{name}/connections", get(connect::connections))
+        .route("/v1/connect/callback", get(connect::finish_connect))
+        .route(
+            "/v1/connect/{server}",
+            get(connect::start_connect).delete(connect::disconnect),
+        )
         .route("/v1/servers/{name}/{action}", post(server_action))
         .route("/v1/teams", get(list_teams).post(create_team))
         .route("/v1/policies", get(list_policies).post(put_policy))

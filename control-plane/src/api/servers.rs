@@ -10,6 +10,7 @@ pub(super) fn server_view(source: &str, server: &Server) -> Value {
             UpstreamAuth::Bearer { .. } => "bearer",
             UpstreamAuth::Header { .. } => "header",
             UpstreamAuth::OauthClientCredentials { .. } => "oauth-client-credentials",
+            UpstreamAuth::OauthAuthorizationCode { .. } => "oauth-authorization-code",
         },
         "tools": server.tools.iter().map(|t| &t.name).collect::<Vec<_>>(),
         "source": source,
@@ -47,6 +48,10 @@ pub(super) async fn show_server(
     // An OAuth credential's health: expiry and the last refresh error, never the token.
     if let Some(status) = s.registry.oauth().status(&name) {
         view["credential"] = json!(status);
+    }
+    // Delegated OAuth: how many users are connected and failing, never a token.
+    if view["auth"] == "oauth-authorization-code" {
+        view["delegated"] = super::connect::summary(&s, &name);
     }
     Ok(Json(view))
 }
@@ -176,6 +181,12 @@ pub(super) fn server_and_credential(s: &AppState, name: &str) -> ApiResult<(Serv
         },
         UpstreamAuth::OauthClientCredentials { .. } => {
             Credential::Bearer(secret(&catalog::model::oauth_token_ref(name))?)
+        }
+        UpstreamAuth::OauthAuthorizationCode { .. } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{name:?} acts with each user's own OAuth token: the registry has no credential of its own to discover its tools with"),
+            ))
         }
     };
     Ok((server, credential))

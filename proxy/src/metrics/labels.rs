@@ -110,7 +110,8 @@ impl Outcome {
             | Refusal::Unauthorized { .. }
             | Refusal::OriginNotAllowed(_)
             | Refusal::HostNotAllowed(_)
-            | Refusal::UnknownSession => Outcome::RefusedAuth,
+            | Refusal::UnknownSession
+            | Refusal::NotConnected { .. } => Outcome::RefusedAuth,
             Refusal::Denied(_) => Outcome::RefusedPolicy,
             Refusal::MethodNotAllowed
             | Refusal::TooLarge { .. }
