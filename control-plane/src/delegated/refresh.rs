@@ -47,6 +47,8 @@ pub fn store_tokens(
 pub async fn refresh_loop(registry: Arc<Registry>) {
     let http = http_client();
     let mut live = BTreeMap::new();
+    // The first snapshot was built before the connect URL was known.
+    let mut first = true;
     loop {
         let clients: HashMap<String, Client> = flow::clients(&registry)
             .into_iter()
@@ -68,7 +70,8 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
         }
         // Publish when the set of live tokens changed (new, refreshed, expired).
         let now_live = registry.delegated().current();
-        if now_live != live {
+        if now_live != live || (first && !clients.is_empty()) {
+            first = false;
             live = now_live;
             if let Err(e) = registry.republish() {
                 tracing::error!(error = %e, "cannot publish the refreshed delegated tokens");
