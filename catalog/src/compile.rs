@@ -34,6 +34,16 @@ pub fn compile(
     secrets: &dyn SecretResolver,
 ) -> Result<Snapshot, ConfigErrors> {
     let mut errors = Vec::new();
+    // A virtual server's access list is one more policy; in classes it
+    // stands after the upstreams as a server of its exposed tools.
+    let with_access;
+    let catalog = if catalog.virtual_servers.is_empty() {
+        catalog
+    } else {
+        with_access = crate::virtual_snapshot::with_access_policies(catalog);
+        &with_access
+    };
+    let virtual_servers = crate::virtual_snapshot::resolve_all(catalog)?;
 
     let approved: Vec<&Located<Server>> = catalog
         .servers
@@ -61,7 +71,11 @@ pub fn compile(
     let mut principals = Vec::new();
     let mut tokens = HashMap::new();
     let mut grant_cache = HashMap::new();
-    let approved_servers: Vec<&Server> = approved.iter().map(|l| &l.item).collect();
+    let approved_servers: Vec<&Server> = approved
+        .iter()
+        .map(|l| &l.item)
+        .chain(virtual_servers.iter().map(|(_, stand_in)| stand_in))
+        .collect();
     for l in &catalog.principals {
         let p = &l.item;
         let set: BTreeSet<usize> = catalog
@@ -147,6 +161,13 @@ pub fn compile(
         tokens,
         principals,
         classes,
+        virtuals: crate::virtual_snapshot::build(catalog, &virtual_servers, &server_index),
+        virtual_index: catalog
+            .virtual_servers
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (Box::<str>::from(v.item.name.as_str()), i as u32))
+            .collect(),
         server_index,
         upstreams,
         identity,
@@ -277,7 +298,15 @@ fn build_upstream(
     let s = &l.item;
     let at =
         |field: &str, msg: String| ConfigError::new(&l.file, format!("{}.{field}", l.path), msg);
-    let endpoint = Endpoint::parse(&s.endpoint).map_err(|m| at("endpoint", m))?;
+    let stdio = match s.transport {
+        crate::model::Transport::Stdio => Some(Arc::new(stdio_spec(s, secrets, &at)?)),
+        _ => None,
+    };
+    let endpoint = match &stdio {
+        Some(_) => Endpoint::parse(STDIO_PLACEHOLDER_ENDPOINT),
+        None => Endpoint::parse(&s.endpoint),
+    }
+    .map_err(|m| at("endpoint", m))?;
     let host_header =
         HeaderValue::from_str(&endpoint.authority).map_err(|e| at("endpoint", e.to_string()))?;
     let addr = endpoint
@@ -353,6 +382,8 @@ fn build_upstream(
         id,
         name: s.name.as_str().into(),
         endpoint,
+        transport: s.transport,
+        stdio,
         addr,
         host_header,
         credential,
@@ -367,6 +398,43 @@ fn build_upstream(
         // No user token until the shipped ones are attached: default deny.
         delegated: matches!(s.auth, UpstreamAuth::OauthAuthorizationCode { .. })
             .then(|| Arc::new(crate::delegated::DelegatedAuth::build(None, "", &|_| true))),
+    })
+}
+
+/// The endpoint a stdio server's upstream carries: the proxy's bridge
+/// serves it on loopback at an address of its choosing.
+pub const STDIO_PLACEHOLDER_ENDPOINT: &str = "http://127.0.0.1/mcp";
+
+/// Resolves a stdio server's command and environment (`secret_env` through
+/// `secrets`; errors name the reference, never the value).
+fn stdio_spec(
+    s: &Server,
+    secrets: &dyn SecretResolver,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<crate::stdio_spec::StdioSpec, ConfigError> {
+    let settings = s.stdio.clone().unwrap_or_default();
+    let mut env: Vec<(String, String)> =
+        s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (name, reference) in &s.secret_env {
+        let value = secrets.resolve(reference).map_err(|m| {
+            at(
+                &format!("secret_env.{name}"),
+                format!("cannot read {reference}: {m}"),
+            )
+        })?;
+        env.push((
+            name.clone(),
+            value.trim_end_matches(['\r', '\n']).to_string(),
+        ));
+    }
+    Ok(crate::stdio_spec::StdioSpec {
+        command: s.command.clone().unwrap_or_default(),
+        args: s.args.clone(),
+        env,
+        secret_names: s.secret_env.keys().cloned().collect(),
+        mode: settings.mode,
+        max_processes: settings.max_processes,
+        idle_timeout_secs: settings.idle_timeout_secs,
     })
 }
 

@@ -22,6 +22,9 @@ pub mod load;
 pub mod model;
 pub mod pattern;
 pub mod snapshot;
+pub mod stdio_spec;
+pub mod virtual_servers;
+pub mod virtual_snapshot;
 pub mod wire;
 
 pub use compile::{compile, SecretResolver};
@@ -30,4 +33,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use identity::{looks_like_jwt, JwtCaller, JwtError, VerifiedToken};
 pub use load::{assemble, load, parse_file, Catalog, Located};
 pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Settings, Snapshot, Upstream};
+pub use stdio_spec::StdioSpec;
+pub use virtual_snapshot::{VirtualEndpoint, VirtualId, VirtualTool};
 pub use wire::SnapshotDocument;

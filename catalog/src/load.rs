@@ -35,6 +35,8 @@ pub struct Catalog {
     pub policies: Vec<Located<Policy>>,
     /// All identity providers.
     pub identity_providers: Vec<Located<IdentityProvider>>,
+    /// All virtual servers.
+    pub virtual_servers: Vec<Located<VirtualServer>>,
 }
 
 /// Parses every `(file name, YAML text)` pair, merges them and validates the result.
@@ -113,6 +115,12 @@ pub fn assemble(docs: Vec<(String, ConfigFile)>) -> Result<Catalog, ConfigErrors
             "identity_providers",
             parsed.identity_providers,
         );
+        push_located(
+            &mut catalog.virtual_servers,
+            &name,
+            "virtual_servers",
+            parsed.virtual_servers,
+        );
     }
     if errors.is_empty() {
         validate(&catalog, &mut errors);
@@ -164,7 +172,9 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                 format!("unknown team {:?}", s.owner),
             );
         }
+        check_transport_fields(l, &mut err);
         match crate::endpoint::Endpoint::parse(&s.endpoint) {
+            _ if s.transport == Transport::Stdio => {}
             Err(m) => err(&l.file, format!("{}.endpoint", l.path), m),
             Ok(e) if s.tls_ca.is_some() && !e.tls => err(
                 &l.file,
@@ -181,13 +191,6 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                     "must be a `file:PATH` reference to a PEM bundle".into(),
                 );
             }
-        }
-        if s.transport != Transport::StreamableHttp {
-            err(
-                &l.file,
-                format!("{}.transport", l.path),
-                "only streamable-http servers are routed by this gateway version".into(),
-            );
         }
         match &s.auth {
             UpstreamAuth::None => {}
@@ -349,7 +352,10 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
             for (i, r) in rules.iter().enumerate() {
                 let path = format!("{}.{kind}[{i}]", l.path);
                 let server_pattern = Pattern::new(&r.server);
-                if server_pattern.is_literal() && !servers.contains(r.server.as_str()) {
+                if server_pattern.is_literal()
+                    && !servers.contains(r.server.as_str())
+                    && !c.virtual_servers.iter().any(|v| v.item.name == r.server)
+                {
                     err(
                         &l.file,
                         format!("{path}.server"),
@@ -375,6 +381,7 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
             }
         }
     }
+    crate::virtual_servers::validate(c, &teams, &principals, errors);
 }
 
 pub(crate) const NAME_RULE: &str = "names use letters, digits, '-', '_' and '.' only";
@@ -403,6 +410,93 @@ pub(crate) fn unique_names<'a, T: 'a>(
         }
     }
     seen.into_keys().collect()
+}
+
+/// `command`, `args`, `env`, `secret_env` and `stdio` belong to stdio
+/// servers only; a stdio server needs a command and has no endpoint.
+fn check_transport_fields(l: &Located<Server>, err: &mut impl FnMut(&str, String, String)) {
+    let s = &l.item;
+    let field = |name: &str| format!("{}.{name}", l.path);
+    if s.transport != Transport::Stdio {
+        let stdio_only = [
+            ("command", s.command.is_some()),
+            ("args", !s.args.is_empty()),
+            ("env", !s.env.is_empty()),
+            ("secret_env", !s.secret_env.is_empty()),
+            ("stdio", s.stdio.is_some()),
+        ];
+        for (name, set) in stdio_only {
+            if set {
+                err(
+                    &l.file,
+                    field(name),
+                    "only applies to `transport: stdio` servers".into(),
+                );
+            }
+        }
+        return;
+    }
+    if s.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        err(
+            &l.file,
+            field("command"),
+            "a stdio server needs the program to run".into(),
+        );
+    }
+    if !s.endpoint.is_empty() {
+        err(
+            &l.file,
+            field("endpoint"),
+            "a stdio server has no endpoint (the gateway runs `command`)".into(),
+        );
+    }
+    if s.tls_ca.is_some() {
+        err(
+            &l.file,
+            field("tls_ca"),
+            "only applies to https endpoints".into(),
+        );
+    }
+    if !matches!(s.auth, UpstreamAuth::None) {
+        err(
+            &l.file,
+            field("auth"),
+            "a stdio server takes its credentials from `secret_env`, not `auth`".into(),
+        );
+    }
+    for (name, reference) in &s.secret_env {
+        check_secret_ref(
+            reference,
+            &l.file,
+            &field(&format!("secret_env.{name}")),
+            err,
+        );
+    }
+    for name in s.env.keys().chain(s.secret_env.keys()) {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            err(
+                &l.file,
+                field("env"),
+                format!("{name:?} is not a valid environment variable name"),
+            );
+        }
+    }
+    if let Some(settings) = &s.stdio {
+        if settings.max_processes == 0 {
+            err(
+                &l.file,
+                field("stdio.max_processes"),
+                "must be at least 1".into(),
+            );
+        }
+        if settings.idle_timeout_secs == 0 {
+            err(
+                &l.file,
+                field("stdio.idle_timeout_secs"),
+                "must be at least 1".into(),
+            );
+        }
+    }
 }
 
 fn check_secret_ref(

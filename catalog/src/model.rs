@@ -29,7 +29,12 @@ pub struct ConfigFile {
     /// OpenID Connect providers whose JWTs sign people and agents in.
     #[serde(default)]
     pub identity_providers: Vec<IdentityProvider>,
+    /// Curated endpoints exposing chosen tools of several servers.
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServer>,
 }
+
+pub use crate::virtual_servers::{Naming, VirtualInclude, VirtualServer};
 
 /// Gateway-wide settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -194,11 +199,32 @@ pub struct Server {
     pub owner: String,
     /// Only `approved` servers are routed.
     pub status: ApprovalStatus,
-    /// Upstream endpoint, e.g. `http://10.0.0.5:8080/mcp`.
+    /// Upstream endpoint, e.g. `http://10.0.0.5:8080/mcp` (for `transport:
+    /// sse`, the legacy event-stream URL, e.g. `http://10.0.0.5:8080/sse`).
+    /// Required unless `transport: stdio`.
+    #[serde(default)]
     pub endpoint: String,
     /// How the gateway talks to the server.
     #[serde(default)]
     pub transport: Transport,
+    /// `transport: stdio`: the program the gateway runs (looked up in `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `transport: stdio`: the program's arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `transport: stdio`: environment variables, literal values. The
+    /// process gets only these, `secret_env`, `PATH` and `HOME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `transport: stdio`: environment variables whose values are secret
+    /// references (`env:NAME`, `file:PATH`, `store:NAME`), resolved when the
+    /// catalog is compiled and never logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
+    /// `transport: stdio`: how the gateway runs the processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<StdioSettings>,
     /// The credential the gateway injects upstream.
     #[serde(default)]
     pub auth: UpstreamAuth,
@@ -239,10 +265,61 @@ pub enum Transport {
     /// MCP Streamable HTTP (2025-03-26 and later, and stateless 2026-07-28).
     #[default]
     StreamableHttp,
-    /// Legacy HTTP+SSE (2024-11-05); not routed by this version.
+    /// Legacy HTTP+SSE (2024-11-05): `endpoint` is the event-stream URL. The
+    /// gateway serves it to agents as Streamable HTTP (one upstream event
+    /// stream per agent session).
     Sse,
-    /// A local process; not routed by this version.
+    /// A local process the gateway runs (`command`, `args`, `env`,
+    /// `secret_env`, `stdio`), speaking newline-delimited JSON-RPC on its
+    /// stdin and stdout; served to agents as Streamable HTTP.
     Stdio,
+}
+
+/// How the gateway runs a stdio server's processes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioSettings {
+    /// `per-session` (default): one process per agent session; `shared`:
+    /// one process for all sessions.
+    #[serde(default)]
+    pub mode: StdioMode,
+    /// Most processes (per-session mode: sessions) at once; more sessions
+    /// are refused with 503 until one ends. Default 32.
+    #[serde(default = "default_max_processes")]
+    pub max_processes: usize,
+    /// A session unused this long is ended and its process stopped.
+    /// Default 300.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for StdioSettings {
+    fn default() -> Self {
+        StdioSettings {
+            mode: StdioMode::default(),
+            max_processes: default_max_processes(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_processes() -> usize {
+    32
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    300
+}
+
+/// Whether agent sessions get their own stdio process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StdioMode {
+    /// One process per agent session, stopped when the session ends.
+    #[default]
+    PerSession,
+    /// One process shared by all sessions (JSON-RPC ids are remapped).
+    Shared,
 }
 
 /// How the gateway authenticates to an upstream server.
@@ -323,6 +400,13 @@ pub struct ToolDecl {
     /// Annotation hints (`readOnlyHint`, ...), from the approved definition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, bool>,
+    /// The tool's JSON Schema for its arguments (from discovery, or
+    /// declared), served by virtual servers' `tools/list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
+    /// The complete MCP `Tool` object as discovered, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<serde_json::Value>,
 }
 
 /// A user or an agent (service account).

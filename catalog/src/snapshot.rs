@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub(crate) server_index: HashMap<Box<str>, ServerId>,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) identity: crate::identity::Identity,
+    pub(crate) virtuals: Vec<crate::virtual_snapshot::VirtualEndpoint>,
+    pub(crate) virtual_index: HashMap<Box<str>, crate::virtual_snapshot::VirtualId>,
 }
 
 /// Gateway-wide settings in force for this snapshot.
@@ -123,8 +125,14 @@ pub struct Upstream {
     pub id: ServerId,
     /// Server name.
     pub name: Arc<str>,
-    /// Parsed endpoint.
+    /// Parsed endpoint (for a stdio server, a loopback placeholder: the
+    /// proxy asks its bridge for the address).
     pub endpoint: Endpoint,
+    /// How the gateway talks to the server: anything but Streamable HTTP
+    /// goes through the proxy's bridge.
+    pub transport: crate::model::Transport,
+    /// What a stdio server runs.
+    pub stdio: Option<Arc<crate::stdio_spec::StdioSpec>>,
     /// The socket address when the host is an IP literal.
     pub addr: Option<SocketAddr>,
     /// `Host` header value: the upstream's own authority.

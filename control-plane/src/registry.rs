@@ -402,6 +402,8 @@ fn merge_discovered(server: &mut catalog::model::Server, state: &RuntimeState) {
             name: name.clone(),
             description: raw["description"].as_str().unwrap_or_default().to_string(),
             annotations,
+            input_schema: raw.get("inputSchema").cloned(),
+            definition: Some(raw),
         };
         match server.tools.iter_mut().find(|t| t.name == *name) {
             Some(existing) => *existing = decl,

@@ -324,6 +324,7 @@ impl SqliteStore {
                 )?;
                 resealed += 1;
             }
+            resealed += crate::delegated::store::reseal(&tx, &keyring)?;
             tx.commit()?;
             resealed
         };

@@ -44,6 +44,9 @@ pub struct Route {
     pub method: &'static str,
     /// The tools the body calls (all allowed, once admitted).
     pub tools: Vec<String>,
+    /// The virtual server the call came through (its session is the
+    /// gateway's own: the upstream's session id is not passed back).
+    pub via_virtual: Option<Arc<str>>,
 }
 
 impl Route {
@@ -126,7 +129,10 @@ impl Route {
         let snapshot = store.load_full();
         let name: Arc<str> = self.upstream().name.clone();
         let token = self.jwt.as_ref().map(|(t, _)| t.clone());
-        let fresh = authorize(&snapshot, self.digest, token, &name)?;
+        let fresh = match &self.via_virtual {
+            None => authorize(&snapshot, self.digest, token, &name)?,
+            Some(v) => reauthorize_virtual(&snapshot, self.digest, token, v, self)?,
+        };
         self.snapshot = fresh.snapshot;
         self.caller = fresh.caller;
         self.jwt = fresh.jwt;
@@ -179,7 +185,44 @@ pub fn server_from_path(path: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
-/// May the token's holder still use `server` under `snapshot`?
+/// A virtual server's call under a newer snapshot: the caller still has the
+/// virtual server, and every tool the call runs is still exposed to them.
+fn reauthorize_virtual(
+    snapshot: &Arc<Snapshot>,
+    digest: [u8; 32],
+    jwt: Option<Arc<VerifiedToken>>,
+    name: &str,
+    old: &Route,
+) -> Result<Route, Refusal> {
+    let (caller, jwt) = identify(snapshot, digest, jwt)?;
+    let v = snapshot
+        .virtual_server(name)
+        .filter(|v| snapshot.can_access_virtual(caller.class, v.id))
+        .ok_or(Refusal::NoSuchServer)?;
+    let owner = old.upstream().name.clone();
+    let still_exposed = |tool: &String| {
+        v.tools.iter().any(|t| {
+            *t.original == **tool
+                && snapshot.upstream_by_id(t.server).name == owner
+                && snapshot.virtual_tool(caller.class, v.id, &t.name).is_some()
+        })
+    };
+    let server = snapshot
+        .upstream(&owner)
+        .filter(|_| old.tools.iter().all(still_exposed))
+        .ok_or(Refusal::NoSuchServer)?
+        .id;
+    let caller = VirtualCaller {
+        snapshot: snapshot.clone(),
+        digest,
+        caller,
+        jwt,
+        id: v.id,
+    };
+    Ok(caller.route_to(server))
+}
+
+/// May the token's holder still use `server` (or virtual server) under `snapshot`?
 pub fn still_allowed(snapshot: &Snapshot, digest: &[u8; 32], server: &str) -> bool {
     let class = match snapshot.authenticate(digest) {
         Some(caller) => caller.class,
@@ -191,6 +234,9 @@ pub fn still_allowed(snapshot: &Snapshot, digest: &[u8; 32], server: &str) -> bo
     snapshot
         .upstream(server)
         .is_some_and(|u| snapshot.can_access(class, u.id))
+        || snapshot
+            .virtual_server(server)
+            .is_some_and(|v| snapshot.can_access_virtual(class, v.id))
 }
 
 /// Token → caller → server grant, all from one snapshot. `jwt`: the
@@ -201,18 +247,7 @@ fn authorize(
     jwt: Option<Arc<VerifiedToken>>,
     server: &str,
 ) -> Result<Route, Refusal> {
-    let (caller, jwt) = match jwt {
-        None => (
-            snapshot
-                .authenticate(&digest)
-                .ok_or(Refusal::unauthorized(true))?,
-            None,
-        ),
-        Some(token) => {
-            let signed_in = snapshot.jwt_caller(&token).map_err(jwt_refused)?;
-            (signed_in.caller, Some((token, signed_in.principal)))
-        }
-    };
+    let (caller, jwt) = identify(snapshot, digest, jwt)?;
     let upstream = snapshot
         .upstream(server)
         .filter(|u| snapshot.can_access(caller.class, u.id))
@@ -230,6 +265,28 @@ fn authorize(
         calls_tools: false,
         method: "other",
         tools: Vec::new(),
+        via_virtual: None,
+    })
+}
+
+/// The caller of a PAT (`jwt: None`) or a verified JWT.
+#[allow(clippy::type_complexity)]
+fn identify(
+    snapshot: &Snapshot,
+    digest: [u8; 32],
+    jwt: Option<Arc<VerifiedToken>>,
+) -> Result<(Caller, Option<(Arc<VerifiedToken>, Arc<PrincipalInfo>)>), Refusal> {
+    Ok(match jwt {
+        None => (
+            snapshot
+                .authenticate(&digest)
+                .ok_or(Refusal::unauthorized(true))?,
+            None,
+        ),
+        Some(token) => {
+            let signed_in = snapshot.jwt_caller(&token).map_err(jwt_refused)?;
+            (signed_in.caller, Some((token, signed_in.principal)))
+        }
     })
 }
 
@@ -283,27 +340,111 @@ fn authorize_request(session: &Session, snapshot: &Arc<Snapshot>) -> Result<Rout
         return Err(resource_metadata::answer(req, snapshot, rest));
     }
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
+    let (digest, jwt) = bearer_caller(session, snapshot, server)?;
+    authorize(snapshot, digest, jwt, server).map_err(|r| challenge(session, snapshot, server, r))
+}
+
+/// A 401 names the protected-resource metadata when identity providers are configured.
+fn challenge(session: &Session, snapshot: &Snapshot, server: &str, r: Refusal) -> Refusal {
+    if snapshot.has_identity_providers() {
+        let base = resource_metadata::base_url(session.req_header(), &snapshot.settings);
+        r.with_resource_metadata(&resource_metadata::metadata_url(&base, server))
+    } else {
+        r
+    }
+}
+
+/// `Host` and `Origin`, then the bearer token: its digest, and for a JWT
+/// the verified token.
+fn bearer_caller(
+    session: &Session,
+    snapshot: &Arc<Snapshot>,
+    server: &str,
+) -> Result<([u8; 32], Option<Arc<VerifiedToken>>), Refusal> {
+    let req = session.req_header();
     check_host_and_origin(req, &snapshot.settings)?;
-    let challenge = |r: Refusal| {
-        if snapshot.has_identity_providers() {
-            let base = resource_metadata::base_url(req, &snapshot.settings);
-            r.with_resource_metadata(&resource_metadata::metadata_url(&base, server))
-        } else {
-            r
-        }
-    };
-    let token = bearer_token(req).map_err(challenge)?;
+    let token = bearer_token(req).map_err(|r| challenge(session, snapshot, server, r))?;
     let digest = catalog::token_digest(token);
     // A JWT signs in with an identity provider; anything else is a PAT.
     let jwt = if catalog::looks_like_jwt(token) && snapshot.authenticate(&digest).is_none() {
         let verified = crate::jwt::verify(snapshot, token, &digest)
             .map_err(jwt_refused)
-            .map_err(challenge)?;
+            .map_err(|r| challenge(session, snapshot, server, r))?;
         Some(verified)
     } else {
         None
     };
-    authorize(snapshot, digest, jwt, server).map_err(challenge)
+    Ok((digest, jwt))
+}
+
+/// A caller of a virtual server, authenticated and granted.
+#[derive(Clone)]
+pub struct VirtualCaller {
+    /// The snapshot the decision was made on.
+    pub snapshot: Arc<Snapshot>,
+    /// The caller's token digest (binds the session id to the caller).
+    pub digest: [u8; 32],
+    caller: Caller,
+    jwt: Option<(Arc<VerifiedToken>, Arc<PrincipalInfo>)>,
+    /// The virtual server.
+    pub id: catalog::VirtualId,
+}
+
+impl VirtualCaller {
+    /// The caller's policy class.
+    pub fn class(&self) -> catalog::ClassId {
+        self.caller.class
+    }
+
+    /// The virtual server.
+    pub fn endpoint(&self) -> &catalog::VirtualEndpoint {
+        self.snapshot.virtual_by_id(self.id)
+    }
+
+    /// A route to `server` for this caller: how a virtual server's
+    /// `tools/call` travels, under the owning server's credential.
+    pub fn route_to(&self, server: ServerId) -> Route {
+        Route {
+            snapshot: self.snapshot.clone(),
+            digest: self.digest,
+            caller: self.caller,
+            jwt: self.jwt.clone(),
+            server,
+            body_len: None,
+            list_ids: ListIds::None,
+            reply_id: None,
+            upstream_session: None,
+            calls_tools: false,
+            method: "other",
+            tools: Vec::new(),
+            via_virtual: Some(self.endpoint().name.clone()),
+        }
+    }
+}
+
+/// For a path naming a virtual server: the caller, authenticated and
+/// granted, or why not. `None`: the path names no virtual server.
+pub fn authorize_virtual(
+    session: &Session,
+    snapshot: &Arc<Snapshot>,
+) -> Option<Result<VirtualCaller, Refusal>> {
+    let name = server_from_path(session.req_header().uri.path())?;
+    let id = snapshot.virtual_server(name)?.id;
+    let authorized = (|| {
+        let (digest, jwt) = bearer_caller(session, snapshot, name)?;
+        let (caller, jwt) = identify(snapshot, digest, jwt)?;
+        if !snapshot.can_access_virtual(caller.class, id) {
+            return Err(Refusal::NoSuchServer);
+        }
+        Ok(VirtualCaller {
+            snapshot: snapshot.clone(),
+            digest,
+            caller,
+            jwt,
+            id,
+        })
+    })();
+    Some(authorized.map_err(|r| challenge(session, snapshot, name, r)))
 }
 
 /// A JWT that does not sign in: logged with the reason (never the token).

@@ -89,6 +89,15 @@ pub enum Refusal {
     /// request in the body, in order (a batch is refused as a whole).
     #[error("tool call denied")]
     Denied(Vec<DeniedCall>),
+    /// A virtual server's call reached an upstream that no longer knows the
+    /// gateway's session (it restarted): the next call opens a new one.
+    #[error("{server} ended its session (restarted?); the gateway opens a new one on the next call: retry")]
+    UpstreamRestarted {
+        /// The request id.
+        id: Option<Value>,
+        /// The server.
+        server: String,
+    },
     /// The server acts for each user with their own OAuth token (delegated
     /// auth) and this caller has not connected their account (or their
     /// connection lapsed). 403, not 401: the gateway token is valid, and a
@@ -203,6 +212,9 @@ impl Refusal {
             ),
             Refusal::HeaderMismatch { id, .. } => {
                 (400, rpc_error(id.as_ref(), HEADER_MISMATCH, &message))
+            }
+            Refusal::UpstreamRestarted { id, .. } => {
+                (502, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))
             }
             Refusal::UpstreamUnavailable { id, status } => {
                 (*status, rpc_error(id.as_ref(), INTERNAL_ERROR, &message))

@@ -27,6 +27,7 @@ use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
 use crate::tls::CaCache;
 use crate::trace::TraceContext;
+use crate::virtual_server::{self, Outcome, UpstreamLink, UpstreamSessions};
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 pub struct Gateway {
@@ -36,6 +37,9 @@ pub struct Gateway {
     seal: SessionSeal,
     auditor: Option<Auditor>,
     metrics: Option<Arc<ProxyMetrics>>,
+    virtual_sessions: Arc<UpstreamSessions>,
+    /// Loopback Streamable HTTP fronts for stdio and legacy-SSE servers.
+    bridges: Arc<crate::bridge::Bridges>,
 }
 
 impl Gateway {
@@ -47,12 +51,14 @@ impl Gateway {
         seal: SessionSeal,
     ) -> Self {
         Gateway {
-            snapshots,
+            snapshots: snapshots.clone(),
             streams,
             private_cas: CaCache::default(),
             seal,
             auditor: None,
             metrics: None,
+            virtual_sessions: Arc::default(),
+            bridges: crate::bridge::Bridges::new(snapshots.clone()),
         }
     }
 
@@ -83,6 +89,8 @@ pub struct RequestCtx {
     response: ResponseMode,
     /// Keeps an event stream registered for revocation while it is open.
     stream: Option<StreamGuard>,
+    /// A virtual server's call: the upstream session it travels in.
+    virtual_link: Option<UpstreamLink>,
 }
 
 /// What the audit record of a request needs beyond the route.
@@ -115,6 +123,7 @@ impl RequestCtx {
             forward_body: None,
             response: ResponseMode::default(),
             stream: None,
+            virtual_link: None,
         }
     }
 }
@@ -157,8 +166,9 @@ impl ProxyHttp for Gateway {
                 ctx.audit.body = Some(body);
                 (route, None)
             }
-            None => match admit::admit(session, &self.snapshots, &self.seal).await {
-                Ok(Admitted { route, body }) => (route, body),
+            None => match self.admit(session, ctx).await {
+                Ok(None) => return Ok(true),
+                Ok(Some(Admitted { route, body })) => (route, body),
                 Err(Rejected {
                     error: admit::AdmitError::Refused(refusal),
                     route,
@@ -252,6 +262,9 @@ impl ProxyHttp for Gateway {
             tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
             return Error::e_explain(ErrorType::HTTPStatus(503), why.to_string());
         }
+        if up.transport != catalog::model::Transport::StreamableHttp {
+            return crate::bridge::peer(&self.bridges, up).await;
+        }
         let addr = match up.addr {
             Some(addr) => addr,
             None => {
@@ -301,6 +314,9 @@ impl ProxyHttp for Gateway {
         if let Some((name, value)) = &up.credential {
             req.insert_header(name.clone(), value.clone())?;
         }
+        if up.transport != catalog::model::Transport::StreamableHttp {
+            req.insert_header(crate::bridge::BRIDGE_SECRET_HEADER, self.bridges.secret())?;
+        }
         // Delegated OAuth: the caller's own token (admission refused callers without one).
         if let Some(value) = route.delegated_credential().map_err(|r| {
             Error::explain(
@@ -312,6 +328,10 @@ impl ProxyHttp for Gateway {
         }
         if let Some(sid) = &route.upstream_session {
             req.insert_header("mcp-session-id", sid.as_str())?;
+        }
+        if let Some(link) = &ctx.virtual_link {
+            // The version this upstream agreed to, not the agent's.
+            req.insert_header("mcp-protocol-version", link.protocol.as_str())?;
         }
         if let Some(trace) = &ctx.trace {
             req.insert_header("traceparent", trace.header_value())?;
@@ -348,7 +368,30 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
-        if let Some(sid) = resp.headers.get("mcp-session-id") {
+        if let Some(link) = &ctx.virtual_link {
+            // The agent's session is the gateway's own (virtual server).
+            resp.remove_header("mcp-session-id");
+            if resp.status == http::StatusCode::NOT_FOUND && route.upstream_session.is_some() {
+                // The upstream forgot the session (restarted): open a new
+                // one on the next call instead of failing every call.
+                let server = route.upstream().name.clone();
+                let stale = route.upstream_session.as_deref();
+                self.virtual_sessions
+                    .forget(&link.nonce, &server, stale)
+                    .await;
+                tracing::info!(%server, "upstream session of a virtual server ended; re-opened on the next call");
+                resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                let refusal = Refusal::UpstreamRestarted {
+                    id: route.reply_id.clone(),
+                    server: server.to_string(),
+                };
+                ctx.response = ResponseMode::Replace(refusal.to_response().body);
+                return Ok(());
+            }
+        } else if let Some(sid) = resp.headers.get("mcp-session-id") {
             let seal = SessionSeal::for_settings(route.settings(), &self.seal);
             let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
             if self.auditor.is_some() {
@@ -368,7 +411,10 @@ impl ProxyHttp for Gateway {
             route.refresh(&self.snapshots).map_err(|r| {
                 Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
             })?;
-            let server: Arc<str> = route.upstream().name.clone();
+            let server: Arc<str> = match &route.via_virtual {
+                Some(v) => v.clone(),
+                None => route.upstream().name.clone(),
+            };
             ctx.stream = self.streams.register(route.digest(), server);
         }
         if !route.list_ids.is_active() {
@@ -463,6 +509,39 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Admits a request to a server, or serves one to a virtual server
+    /// (`Ok(None)`: answered by the gateway).
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<Option<Admitted>, Rejected> {
+        let snapshot = self.snapshots.load_full();
+        let caller = match admit::authorize_virtual(session, &snapshot) {
+            None => {
+                return admit::admit(session, &self.snapshots, &self.seal)
+                    .await
+                    .map(Some)
+            }
+            Some(Err(refusal)) => {
+                return Err(Rejected {
+                    error: refusal.into(),
+                    route: None,
+                    body: None,
+                })
+            }
+            Some(Ok(caller)) => caller,
+        };
+        let pool = &self.virtual_sessions;
+        match virtual_server::handle(session, caller, &self.seal, pool, &self.snapshots).await? {
+            Outcome::Answered => Ok(None),
+            Outcome::Forward(admitted, link) => {
+                ctx.virtual_link = Some(link);
+                Ok(Some(admitted))
+            }
+        }
+    }
+
     /// Answers a refusal: counted in the metrics, its size kept for the audit record.
     async fn refuse(
         &self,

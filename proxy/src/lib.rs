@@ -10,6 +10,7 @@
 pub mod admit;
 pub mod audit;
 pub mod body;
+pub mod bridge;
 pub mod decide;
 pub mod demo;
 pub mod error;
@@ -29,3 +30,4 @@ pub mod sse;
 pub mod streams;
 pub mod tls;
 pub mod trace;
+pub mod virtual_server;

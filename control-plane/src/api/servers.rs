@@ -222,6 +222,13 @@ pub(super) async fn discover_tools(
 ) -> ApiResult<Json<Value>> {
     let actor = admin(&s, &headers)?;
     let (server, credential) = server_and_credential(&s, &name)?;
+    if server.transport != catalog::model::Transport::StreamableHttp {
+        // Discovery speaks Streamable HTTP only: declare these servers' tools in config.
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{name:?} is not a streamable-http server: tool discovery is not available for it, declare its tools in config"),
+        ));
+    }
     let tools = discover(&server.endpoint, &credential, Duration::from_secs(20))
         .await
         .map_err(|e| {

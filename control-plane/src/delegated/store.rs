@@ -84,3 +84,26 @@ pub fn delete_principal(conn: &Connection, principal: &str) -> Result<usize, Sto
         params![principal],
     )?)
 }
+
+/// Re-seals every refresh token not sealed under the current key (after a
+/// master key rotation); returns how many were.
+pub fn reseal(conn: &Connection, keyring: &Keyring) -> Result<usize, StoreError> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare("SELECT server, principal, refresh_token FROM delegated_tokens")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut resealed = 0;
+    for (server, principal, stored) in rows {
+        if keyring.is_current(&stored) {
+            continue;
+        }
+        let name = sealed_name(&server, &principal);
+        let token = keyring
+            .open(&name, &stored)
+            .map_err(|e| StoreError::Sealed(e.to_string()))?
+            .ok_or_else(|| StoreError::Corrupt(format!("{name} is not sealed")))?;
+        put(conn, keyring, &server, &principal, Some(&token))?;
+        resealed += 1;
+    }
+    Ok(resealed)
+}

@@ -119,7 +119,9 @@ impl Outcome {
             | Refusal::Parse(_)
             | Refusal::HeaderMismatch { .. } => Outcome::RefusedInvalid,
             Refusal::AuditUnavailable { .. } => Outcome::RefusedAudit,
-            Refusal::UpstreamUnavailable { .. } => Outcome::UpstreamError,
+            Refusal::UpstreamUnavailable { .. } | Refusal::UpstreamRestarted { .. } => {
+                Outcome::UpstreamError
+            }
             Refusal::Document(_) => Outcome::Answered,
         }
     }

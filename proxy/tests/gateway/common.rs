@@ -42,6 +42,16 @@ pub struct Upstream {
 impl Upstream {
     pub async fn start(json_response: bool) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, json_response)
+    }
+
+    /// A fresh server on `addr` (e.g. a restart), if the port is free again.
+    pub async fn start_on(addr: SocketAddr, json_response: bool) -> Option<Upstream> {
+        let listener = TcpListener::bind(addr).await.ok()?;
+        Some(Self::serve(listener, json_response))
+    }
+
+    fn serve(listener: TcpListener, json_response: bool) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -11,4 +11,6 @@ mod protocol;
 mod reload;
 mod sdk;
 mod security;
+mod stdio;
 mod tls;
+mod virtual_servers;

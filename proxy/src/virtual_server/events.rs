@@ -1,0 +1,82 @@
+//! The GET event stream of a virtual session: `notifications/tools/list_changed`
+//! when a new snapshot changes the caller's tool list, and the end of the
+//! stream when the caller loses the virtual server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use catalog::Snapshot;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::admit::VirtualCaller;
+
+/// How often the stream looks for a new snapshot.
+const POLL: Duration = Duration::from_millis(250);
+/// A comment line this often, so a vanished agent is noticed.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+const LIST_CHANGED: &[u8] =
+    b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+
+/// Serves the stream until the agent leaves or loses access.
+pub async fn serve(
+    session: &mut Session,
+    caller: &VirtualCaller,
+    snapshots: &Arc<ArcSwap<Snapshot>>,
+) -> pingora_error::Result<()> {
+    let mut header = ResponseHeader::build(200, Some(4))?;
+    header.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+    session.set_keepalive(None);
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    let name = caller.endpoint().name.clone();
+    let mut version = caller.snapshot.version;
+    let mut list = caller.snapshot.virtual_tool_list(caller.class(), caller.id);
+    let mut since_write = Duration::ZERO;
+    loop {
+        tokio::time::sleep(POLL).await;
+        since_write += POLL;
+        let current = snapshots.load_full();
+        if current.version != version {
+            version = current.version;
+            let Some(fresh) = still_listed(&current, caller, &name) else {
+                // Access ended: end the stream.
+                return session.write_response_body(None, true).await;
+            };
+            if fresh != list {
+                list = fresh;
+                session
+                    .write_response_body(Some(Bytes::from_static(LIST_CHANGED)), false)
+                    .await?;
+                since_write = Duration::ZERO;
+            }
+        }
+        if since_write >= KEEPALIVE {
+            session
+                .write_response_body(Some(Bytes::from_static(b": keepalive\n\n")), false)
+                .await?;
+            since_write = Duration::ZERO;
+        }
+    }
+}
+
+/// The caller's tool list under `snapshot`, if they still have the server.
+fn still_listed(snapshot: &Snapshot, caller: &VirtualCaller, name: &str) -> Option<Arc<[u8]>> {
+    let class = still_class(snapshot, caller)?;
+    let v = snapshot.virtual_server(name)?;
+    snapshot
+        .can_access_virtual(class, v.id)
+        .then(|| snapshot.virtual_tool_list(class, v.id))
+}
+
+fn still_class(snapshot: &Snapshot, caller: &VirtualCaller) -> Option<catalog::ClassId> {
+    match snapshot.authenticate(&caller.digest) {
+        Some(c) => Some(c.class),
+        None => crate::jwt::remembered_caller(snapshot, &caller.digest).map(|j| j.caller.class),
+    }
+}

@@ -1,0 +1,371 @@
+//! Virtual servers: MCP sessions the gateway terminates itself.
+//!
+//! At `/mcp/{virtual server}` the gateway answers `initialize`, `ping` and
+//! `tools/list` from the snapshot (the caller's tool list is serialized once
+//! per policy class), and turns each `tools/call` into a call of the owning
+//! server under the tool's original name, in an upstream session opened for
+//! the agent's session ([`upstream_sessions`]). That call then travels the
+//! ordinary proxy path: the owner's credential, audit, metrics, streaming of
+//! JSON or SSE results with their progress notifications.
+//!
+//! Session state lives in the sealed session id ([`session_id`]), so any
+//! replica with the shared session key serves the session. A GET stream
+//! ([`events`]) tells agents `notifications/tools/list_changed` when a new
+//! snapshot changes their list. Resources and prompts are not aggregated:
+//! only the `tools` capability is offered.
+
+pub mod events;
+pub mod session_id;
+pub mod upstream_sessions;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use catalog::Snapshot;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use serde_json::{json, Value};
+
+use crate::admit::{Admitted, Rejected, Route, VirtualCaller};
+use crate::body::read_request_body;
+use crate::decide::{check_headers, McpHeaders};
+use crate::error::{DeniedCall, Refusal};
+use crate::jsonrpc;
+use crate::sessions::SessionSeal;
+use session_id::VirtualSession;
+pub use upstream_sessions::UpstreamSessions;
+
+/// Protocol revisions a virtual server speaks, newest first.
+pub const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// What became of a request to a virtual server.
+pub enum Outcome {
+    /// The gateway answered it.
+    Answered,
+    /// A `tools/call` to forward to its owning server: the route, the
+    /// rewritten body, and the upstream session it travels in.
+    Forward(Admitted, UpstreamLink),
+}
+
+/// The upstream session a forwarded call uses.
+#[derive(Debug, Clone)]
+pub struct UpstreamLink {
+    /// The virtual session's nonce (keys its upstream sessions).
+    pub nonce: String,
+    /// The protocol version agreed with the upstream.
+    pub protocol: String,
+}
+
+/// Serves one request to a virtual server.
+pub async fn handle(
+    session: &mut Session,
+    caller: VirtualCaller,
+    seal: &SessionSeal,
+    pool: &Arc<UpstreamSessions>,
+    snapshots: &Arc<ArcSwap<Snapshot>>,
+) -> Result<Outcome, Rejected> {
+    let seal = SessionSeal::for_settings(&caller.snapshot.settings, seal).into_owned();
+    let reject = |r: Refusal| Rejected {
+        error: r.into(),
+        route: None,
+        body: None,
+    };
+    let presented = session
+        .req_header()
+        .headers
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let name = caller.endpoint().name.clone();
+    let open = |presented: &str| {
+        session_id::open(&seal, &caller.digest, presented, &name).ok_or(Refusal::UnknownSession)
+    };
+    match session.req_header().method {
+        http::Method::GET => {
+            open(
+                presented
+                    .as_deref()
+                    .ok_or_else(|| reject(missing_session()))?,
+            )
+            .map_err(reject)?;
+            events::serve(session, &caller, snapshots)
+                .await
+                .map_err(io)?;
+            Ok(Outcome::Answered)
+        }
+        http::Method::DELETE => {
+            let vs = open(
+                presented
+                    .as_deref()
+                    .ok_or_else(|| reject(missing_session()))?,
+            )
+            .map_err(reject)?;
+            closed(pool, &vs);
+            write(session, 204, None, Vec::new()).await.map_err(io)?;
+            Ok(Outcome::Answered)
+        }
+        http::Method::POST => {
+            let max = caller.snapshot.settings.max_body_bytes;
+            let body = read_request_body(session, max)
+                .await
+                .map_err(|e| Rejected {
+                    error: e.into(),
+                    route: None,
+                    body: None,
+                })?;
+            let vs = match presented.as_deref() {
+                Some(p) => Some(open(p).map_err(reject)?),
+                None => None,
+            };
+            post(session, &caller, &seal, pool, vs, body).await
+        }
+        _ => Err(reject(Refusal::MethodNotAllowed)),
+    }
+}
+
+/// Ends a virtual session's upstream sessions (also used by the reaper).
+fn closed(pool: &Arc<UpstreamSessions>, vs: &VirtualSession) {
+    pool.close_all(&vs.nonce);
+}
+
+fn missing_session() -> Refusal {
+    Refusal::Unsupported("this request needs the Mcp-Session-Id from initialize".into())
+}
+
+fn io(e: Box<pingora_error::Error>) -> Rejected {
+    Rejected {
+        error: crate::admit::AdmitError::Io(e),
+        route: None,
+        body: None,
+    }
+}
+
+async fn post(
+    session: &mut Session,
+    caller: &VirtualCaller,
+    seal: &SessionSeal,
+    pool: &Arc<UpstreamSessions>,
+    vs: Option<VirtualSession>,
+    body: Bytes,
+) -> Result<Outcome, Rejected> {
+    let reject = |r: Refusal, body: &Bytes| Rejected {
+        error: r.into(),
+        route: None,
+        body: Some(body.clone()),
+    };
+    let parsed = jsonrpc::parse(&body).map_err(|e| reject(Refusal::Parse(e), &body))?;
+    let headers = session.req_header();
+    let mcp = McpHeaders {
+        method: headers
+            .headers
+            .get_all("mcp-method")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect(),
+        name: headers
+            .headers
+            .get_all("mcp-name")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect(),
+    };
+    check_headers(&parsed, &mcp).map_err(|r| reject(r, &body))?;
+    let jsonrpc::Body::Single(msg) = &parsed else {
+        return Err(reject(
+            Refusal::Unsupported("JSON-RPC batches are not accepted by virtual servers".into()),
+            &body,
+        ));
+    };
+    let id = msg.id.clone();
+    let Some(method) = msg.method() else {
+        // A response to a server request: virtual servers send none.
+        write(session, 202, None, Vec::new()).await.map_err(io)?;
+        return Ok(Outcome::Answered);
+    };
+    if method == "initialize" {
+        let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let asked = value["params"]["protocolVersion"].as_str().unwrap_or("");
+        let protocol = PROTOCOL_VERSIONS
+            .iter()
+            .find(|v| **v == asked)
+            .unwrap_or(&PROTOCOL_VERSIONS[0]);
+        let v = caller.endpoint();
+        let (sid, _) = session_id::issue(seal, &caller.digest, &v.name, protocol);
+        let mut result = json!({
+            "protocolVersion": protocol,
+            "capabilities": {"tools": {"listChanged": true}},
+            "serverInfo": {"name": &*v.name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !v.description.is_empty() {
+            result["instructions"] = Value::from(&*v.description);
+        }
+        let reply = json!({"jsonrpc": "2.0", "id": id, "result": result});
+        write(session, 200, Some(&sid), reply.to_string().into_bytes())
+            .await
+            .map_err(io)?;
+        return Ok(Outcome::Answered);
+    }
+    let Some(vs) = vs else {
+        return Err(reject(missing_session(), &body));
+    };
+    if method.starts_with("notifications/") {
+        write(session, 202, None, Vec::new()).await.map_err(io)?;
+        return Ok(Outcome::Answered);
+    }
+    let reply = match method {
+        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}})
+            .to_string()
+            .into_bytes(),
+        "tools/list" => {
+            let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if value["params"].get("cursor").is_some_and(|c| !c.is_null()) {
+                error_reply(&id, crate::error::INVALID_PARAMS, "invalid cursor")
+            } else {
+                let tools = caller.snapshot.virtual_tool_list(caller.class(), caller.id);
+                let mut out = format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":"#,
+                    id_json(&id)
+                )
+                .into_bytes();
+                out.extend_from_slice(&tools);
+                out.extend_from_slice(b"}}");
+                out
+            }
+        }
+        "tools/call" => {
+            let tool = msg.tool().unwrap_or("").to_string();
+            return call(caller, pool, &vs, body, id, &tool).await;
+        }
+        other => error_reply(
+            &id,
+            -32601,
+            &format!("method not found: {other} (virtual servers offer tools only)"),
+        ),
+    };
+    write(session, 200, None, reply).await.map_err(io)?;
+    Ok(Outcome::Answered)
+}
+
+/// Routes a `tools/call` to the owning server under the tool's own name.
+async fn call(
+    caller: &VirtualCaller,
+    pool: &Arc<UpstreamSessions>,
+    vs: &VirtualSession,
+    body: Bytes,
+    id: Option<Value>,
+    exposed: &str,
+) -> Result<Outcome, Rejected> {
+    let snapshot = &caller.snapshot;
+    let denied = |route: Option<Route>, body: Bytes| Rejected {
+        error: Refusal::Denied(vec![DeniedCall {
+            id: id.clone(),
+            tool: Some(exposed.to_string()),
+        }])
+        .into(),
+        route,
+        body: Some(body),
+    };
+    let Some(tool) = snapshot.virtual_tool(caller.class(), caller.id, exposed) else {
+        // Unknown and not granted look the same; a known tool's denial is
+        // recorded against its server.
+        let route = caller.endpoint().tool(exposed).map(|t| {
+            let mut r = caller.route_to(t.server);
+            r.reply_id = id.clone();
+            r.calls_tools = true;
+            r.method = "tools/call";
+            r.tools = vec![t.original.to_string()];
+            r
+        });
+        return Err(denied(route, body));
+    };
+    let mut route = caller.route_to(tool.server);
+    route.reply_id = id.clone();
+    route.calls_tools = true;
+    route.method = "tools/call";
+    route.tools = vec![tool.original.to_string()];
+    // The body the server reads: the agent's, with the original tool name.
+    let mut value: Value = serde_json::from_slice(&body).unwrap_or_default();
+    value["params"]["name"] = Value::from(&*tool.original);
+    let rewritten = Bytes::from(value.to_string());
+    route.body_len = Some(rewritten.len());
+    let failed = |r: Refusal, route: Route| Rejected {
+        error: r.into(),
+        route: Some(route),
+        body: Some(rewritten.clone()),
+    };
+    let auth = match upstream_auth(&route) {
+        Ok(auth) => auth,
+        Err(r) => return Err(failed(r, route)),
+    };
+    let up = route.upstream();
+    if let Some(why) = &up.credential_unavailable {
+        tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
+        let r = Refusal::UpstreamUnavailable { id, status: 503 };
+        return Err(failed(r, route));
+    }
+    match pool.ensure(&vs.nonce, up, auth, &vs.protocol).await {
+        Ok(opened) => {
+            route.upstream_session = opened.session;
+            let link = UpstreamLink {
+                nonce: vs.nonce.clone(),
+                protocol: opened.protocol,
+            };
+            let admitted = Admitted {
+                route,
+                body: Some(rewritten),
+            };
+            Ok(Outcome::Forward(admitted, link))
+        }
+        Err(e) => {
+            tracing::warn!(virtual_server = %caller.endpoint().name, error = %e, "virtual server call failed");
+            Err(failed(
+                Refusal::UpstreamUnavailable { id, status: 502 },
+                route,
+            ))
+        }
+    }
+}
+
+/// The credential header the owning server gets for this caller.
+fn upstream_auth(route: &Route) -> Result<Option<(http::HeaderName, http::HeaderValue)>, Refusal> {
+    if let Some(value) = route.delegated_credential()? {
+        return Ok(Some((http::header::AUTHORIZATION, value.clone())));
+    }
+    Ok(route.upstream().credential.clone())
+}
+
+fn id_json(id: &Option<Value>) -> String {
+    id.as_ref().map_or("null".to_string(), Value::to_string)
+}
+
+fn error_reply(id: &Option<Value>, code: i64, message: &str) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Writes a whole JSON response (no body for 202 and 204).
+async fn write(
+    session: &mut Session,
+    status: u16,
+    session_id: Option<&str>,
+    body: Vec<u8>,
+) -> pingora_error::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    if !body.is_empty() {
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    }
+    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(sid) = session_id {
+        header.insert_header("mcp-session-id", sid)?;
+    }
+    session
+        .write_response_header(Box::new(header), body.is_empty())
+        .await?;
+    if !body.is_empty() {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! stdio servers run by the gateway: real child processes (the demo server
+//! over stdio, `toolgate-stdio-demo`; a shell script; the npm memory
+//! server when installed) reached by real MCP clients through the gateway.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::json;
+
+use crate::common::*;
+
+pub const DEMO_BIN: &str = env!("CARGO_BIN_EXE_toolgate-stdio-demo");
+
+/// A gateway routing `demo` (never called) and the given extra servers,
+/// `eng` allowed everything on `name` but `delete_*`, `support` only `search_*`.
+pub async fn gateway_with(name: &str, server_yaml: &str) -> Gateway {
+    let gw = Gateway::start("127.0.0.1:9".parse().unwrap()).await;
+    write(gw.dir.path(), "stdio-key", "k3y-from-file\n");
+    gw.edit(
+        "servers.yaml",
+        &format!("servers:\n  - name: demo\n    owner: eng\n    status: approved\n    endpoint: http://127.0.0.1:9/mcp\n{server_yaml}"),
+    )
+    .await;
+    gw.edit(
+        "policies.yaml",
+        &format!("{POLICIES}  - name: eng-{name}\n    subjects: {{teams: [eng]}}\n    allow: [{{server: {name}}}]\n    deny: [{{server: {name}, tools: [\"delete_*\"]}}]\n  - name: support-{name}\n    subjects: {{teams: [support]}}\n    allow: [{{server: {name}, tools: [\"search_*\"]}}]\n"),
+    )
+    .await;
+    gw
+}
+
+/// The demo over stdio as server `name`; `mark` tags its processes.
+pub fn demo_yaml(name: &str, mark: &str, stdio: &str) -> String {
+    format!("  - name: {name}\n    owner: eng\n    status: approved\n    transport: stdio\n    command: {DEMO_BIN}\n    env: {{TG_MARK: {mark}}}\n    stdio: {stdio}\n    tools: [{{name: search_issues}}, {{name: create_issue}}, {{name: delete_issue}}, {{name: long_report}}]\n")
+}
+
+/// Live child processes of this test process tagged `TG_MARK=mark`.
+pub fn marked_children(mark: &str) -> usize {
+    let me = std::process::id().to_string();
+    let needle = format!("TG_MARK={mark}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after.split_whitespace().nth(1) == Some(me.as_str())
+        })
+        .filter(|e| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .count()
+}
+
+/// Zombie children of this test process (exited, never reaped).
+pub fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let mut f = after.split_whitespace();
+            f.next() == Some("Z") && f.next() == Some(me.as_str())
+        })
+        .count()
+}
+
+/// Waits up to 10 s for `cond`.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn delete(url: &str, token: &str, sid: &str) -> u16 {
+    session_request(reqwest::Method::DELETE, url, token, sid)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn args(v: serde_json::Value) -> rmcp::model::JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn rmcp_client_uses_a_stdio_server_through_the_gateway_with_rbac() {
+    let mark = "rbac";
+    let gw = gateway_with("tracker", &demo_yaml("tracker", mark, "{max_processes: 4}")).await;
+    for (token, expected) in [
+        (
+            ALICE,
+            vec!["create_issue", "long_report", "search_issues", "summarize"],
+        ),
+        (BOB, vec!["search_issues"]),
+    ] {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gw.url("tracker")).auth_header(token),
+        );
+        let client = ().serve(transport).await.expect("initialize through the gateway");
+        let mut names: Vec<String> = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, expected);
+        let found = client
+            .call_tool(
+                CallToolRequestParams::new("search_issues")
+                    .with_arguments(args(json!({"query": "x"}))),
+            )
+            .await
+            .unwrap();
+        assert!(format!("{found:?}").contains("issue(s) match"), "{found:?}");
+        let denied = client
+            .call_tool(
+                CallToolRequestParams::new("delete_issue").with_arguments(args(json!({"id": 0}))),
+            )
+            .await;
+        assert!(
+            format!("{denied:?}").contains("tool not available"),
+            "{denied:?}"
+        );
+        // Progress notifications arrive before the result (an event stream).
+        if token == ALICE {
+            let report = client
+                .call_tool(
+                    CallToolRequestParams::new("long_report")
+                        .with_arguments(args(json!({"steps": 3}))),
+                )
+                .await
+                .unwrap();
+            assert!(!report.is_error.unwrap_or(false), "{report:?}");
+        }
+        assert_eq!(marked_children(mark), 1, "one process per session");
+        client.cancel().await.unwrap();
+    }
+    eventually("the processes stop with their sessions", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn five_hundred_sessions_leave_no_process_or_memory_behind() {
+    let mark = "five-hundred";
+    let gw = gateway_with(
+        "tracker",
+        &demo_yaml(
+            "tracker",
+            mark,
+            "{max_processes: 16, idle_timeout_secs: 60}",
+        ),
+    )
+    .await;
+    let url = gw.url("tracker");
+    let one_session = |i: usize| {
+        let url = url.clone();
+        async move {
+            let sid = open_session(&url, ALICE).await;
+            let r = post(
+                &url,
+                Some(ALICE),
+                call(1, "create_issue", json!({"title": format!("t{i}")})),
+                &in_session(&sid),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert!(
+                r.messages()[0]["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("created #0"),
+                "{}",
+                r.body
+            );
+            assert_eq!(delete(&url, ALICE, &sid).await, 200);
+        }
+    };
+    let run = |range: std::ops::Range<usize>| {
+        futures::stream::iter(range).for_each_concurrent(8, one_session)
+    };
+    run(0..100).await;
+    eventually("no process after 100 sessions", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    let rss_after_warmup = rss_kib();
+    run(100..500).await;
+    eventually("no process after 500 sessions", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    eventually("no zombie", || zombie_children() == 0).await;
+    let growth_mib = rss_kib().saturating_sub(rss_after_warmup) / 1024;
+    assert!(
+        growth_mib < 64,
+        "RSS grew {growth_mib} MiB over 400 sessions"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn ended_session_is_gone_and_its_process_stopped() {
+    let mark = "ended";
+    let gw = gateway_with("tracker", &demo_yaml("tracker", mark, "{}")).await;
+    let url = gw.url("tracker");
+    let sid = open_session(&url, ALICE).await;
+    assert_eq!(marked_children(mark), 1);
+    assert_eq!(delete(&url, ALICE, &sid).await, 200);
+    eventually("the process stops", || marked_children(mark) == 0).await;
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(7, "search_issues", json!({"query": "a"})),
+        &in_session(&sid),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["id"], 7, "{}", r.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_reaped() {
+    let mark = "idle";
+    let gw = gateway_with(
+        "tracker",
+        &demo_yaml("tracker", mark, "{idle_timeout_secs: 1}"),
+    )
+    .await;
+    let url = gw.url("tracker");
+    let sid = open_session(&url, ALICE).await;
+    assert_eq!(marked_children(mark), 1);
+    eventually("the idle session's process stops", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(3, "search_issues", json!({"query": "a"})),
+        &in_session(&sid),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_process_pool_is_bounded() {
+    let mark = "bounded";
+    let gw = gateway_with("tracker", &demo_yaml("tracker", mark, "{max_processes: 2}")).await;
+    let url = gw.url("tracker");
+    let _a = open_session(&url, ALICE).await;
+    let _b = open_session(&url, ALICE).await;
+    let r = post(&url, Some(ALICE), INIT, &[]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["id"], 0);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_processes"),
+        "{}",
+        r.body
+    );
+    assert_eq!(marked_children(mark), 2);
+    assert_eq!(delete(&url, ALICE, &_a).await, 200);
+    eventually("a slot frees up", || marked_children(mark) == 1).await;
+    open_session(&url, ALICE).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shared_mode_serves_every_session_from_one_process() {
+    let mark = "shared";
+    let gw = gateway_with("tracker", &demo_yaml("tracker", mark, "{mode: shared}")).await;
+    let url = gw.url("tracker");
+    let sessions: Vec<String> =
+        futures::future::join_all((0..4).map(|_| open_session(&url, ALICE))).await;
+    assert_eq!(marked_children(mark), 1, "one process for all sessions");
+    // Every session uses JSON-RPC id 1 at once; each gets its own answer.
+    let replies = futures::future::join_all(sessions.iter().enumerate().map(|(i, sid)| {
+        let url = url.clone();
+        async move {
+            post(
+                &url,
+                Some(ALICE),
+                call(1, "create_issue", json!({"title": format!("from-{i}")})),
+                &in_session(sid),
+            )
+            .await
+        }
+    }))
+    .await;
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r.status, 200, "{}", r.body);
+        let m = &r.messages()[0];
+        assert_eq!(m["id"], 1);
+        assert!(
+            m["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"from-{i}\"")),
+            "{m}"
+        );
+    }
+    for sid in &sessions {
+        assert_eq!(delete(&url, ALICE, sid).await, 200);
+    }
+    assert_eq!(
+        marked_children(mark),
+        1,
+        "the shared process outlives sessions"
+    );
+    gw.stop().await;
+    eventually("the shared process stops with the gateway", || {
+        marked_children(mark) == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secret_env_reaches_the_process_and_the_gateway_environment_does_not() {
+    // A real process answering `initialize` with what its environment holds.
+    let script = r#"read -r line; printf '{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"key=%s pkg=%s","version":"1"}}}\n' "$API_KEY" "$CARGO_PKG_NAME"; cat >/dev/null"#;
+    let yaml = format!("  - name: envy\n    owner: eng\n    status: approved\n    transport: stdio\n    command: sh\n    args: [\"-c\", {script:?}]\n    env: {{TG_MARK: envy}}\n    secret_env: {{API_KEY: file:stdio-key}}\n");
+    let gw = gateway_with("envy", &yaml).await;
+    let r = post(&gw.url("envy"), Some(ALICE), INIT, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.messages()[0]["result"]["serverInfo"]["name"],
+        "key=k3y-from-file pkg="
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_gets_a_clear_error() {
+    let yaml = "  - name: broken\n    owner: eng\n    status: approved\n    transport: stdio\n    command: /nonexistent/toolgate-no-such-server\n";
+    let gw = gateway_with("broken", yaml).await;
+    let r = post(&gw.url("broken"), Some(ALICE), INIT, &[]).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.json()["id"], 0, "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("broken") && message.contains("cannot start"),
+        "{message}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_bridge_answers_only_the_gateway() {
+    let gw = gateway_with("tracker", &demo_yaml("tracker", "bridge-secret", "{}")).await;
+    let bridges = toolgate_proxy::bridge::Bridges::new(gw.store.clone());
+    let snapshot = gw.store.load_full();
+    let addr = bridges
+        .peer_addr(snapshot.upstream("tracker").unwrap())
+        .await
+        .unwrap();
+    assert!(addr.ip().is_loopback());
+    let url = format!("http://{addr}/mcp");
+    for secret in [None, Some("guess")] {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(INIT);
+        if let Some(s) = secret {
+            req = req.header(toolgate_proxy::bridge::BRIDGE_SECRET_HEADER, s);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 403);
+    }
+    assert_eq!(
+        marked_children("bridge-secret"),
+        0,
+        "nothing was started for a stranger"
+    );
+    let ok = reqwest::Client::new()
+        .post(&url)
+        .header(
+            toolgate_proxy::bridge::BRIDGE_SECRET_HEADER,
+            bridges.secret(),
+        )
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    gw.stop().await;
+}
