@@ -537,7 +537,7 @@ impl Gateway {
             Outcome::Answered => Ok(None),
             Outcome::Forward(admitted, link) => {
                 ctx.virtual_link = Some(link);
-                Ok(Some(admitted))
+                Ok(Some(*admitted))
             }
         }
     }

@@ -45,7 +45,7 @@ pub enum Outcome {
     Answered,
     /// A `tools/call` to forward to its owning server: the route, the
     /// rewritten body, and the upstream session it travels in.
-    Forward(Admitted, UpstreamLink),
+    Forward(Box<Admitted>, UpstreamLink),
 }
 
 /// The upstream session a forwarded call uses.
@@ -314,7 +314,7 @@ async fn call(
                 route,
                 body: Some(rewritten),
             };
-            Ok(Outcome::Forward(admitted, link))
+            Ok(Outcome::Forward(Box::new(admitted), link))
         }
         Err(e) => {
             tracing::warn!(virtual_server = %caller.endpoint().name, error = %e, "virtual server call failed");
