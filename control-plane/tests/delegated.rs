@@ -40,11 +40,14 @@ const CAROL: &str = "tg_carol_delegated_test_token";
 const CLIENT_SECRET: &str = "client-secret-delegated-xyz";
 const LIFETIME_S: u64 = 3;
 
+/// An issued authorization code: (user, S256 challenge, redirect_uri).
+type Grant = (String, String, String);
+
 /// The authorization server's state.
 #[derive(Clone, Default)]
 struct AuthServer {
     /// code → (user, S256 challenge, redirect_uri).
-    codes: Arc<Mutex<HashMap<String, (String, String, String)>>>,
+    codes: Arc<Mutex<HashMap<String, Grant>>>,
     /// access token → (user, expiry).
     access: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     /// live refresh token → user (rotated: each use retires it).

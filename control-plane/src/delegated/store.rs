@@ -56,7 +56,9 @@ pub fn put(
     Ok(())
 }
 
-/// Every stored refresh token, opened: `(server, principal, token)`.
+/// Every stored refresh token, opened: `(server, principal, token)`. A row
+/// that does not open (tampered, or sealed under a key no longer held) is
+/// left out and logged by name: one bad row does not stop everyone's refresh.
 pub fn all(
     conn: &Connection,
     keyring: &Keyring,
@@ -65,16 +67,23 @@ pub fn all(
         .prepare("SELECT server, principal, refresh_token FROM delegated_tokens ORDER BY server, principal")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    rows.into_iter()
-        .map(|(server, principal, stored)| {
+    Ok(rows
+        .into_iter()
+        .filter_map(|(server, principal, stored)| {
             let name = sealed_name(&server, &principal);
-            let token = keyring
-                .open(&name, &stored)
-                .map_err(|e| StoreError::Sealed(e.to_string()))?
-                .ok_or_else(|| StoreError::Corrupt(format!("{name} is not sealed")))?;
-            Ok((server, principal, token))
+            match keyring.open(&name, &stored) {
+                Ok(Some(token)) => Some((server, principal, token)),
+                Ok(None) => {
+                    tracing::error!(name, "a delegated refresh token is not sealed: ignored");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(name, error = %e, "a delegated refresh token does not open: ignored");
+                    None
+                }
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// Deletes every refresh token of `principal`; returns how many there were.
@@ -98,10 +107,14 @@ pub fn reseal(conn: &Connection, keyring: &Keyring) -> Result<usize, StoreError>
             continue;
         }
         let name = sealed_name(&server, &principal);
-        let token = keyring
-            .open(&name, &stored)
-            .map_err(|e| StoreError::Sealed(e.to_string()))?
-            .ok_or_else(|| StoreError::Corrupt(format!("{name} is not sealed")))?;
+        // One that does not open stays as it is ([`all`] leaves it out).
+        let Ok(Some(token)) = keyring.open(&name, &stored) else {
+            tracing::error!(
+                name,
+                "a delegated refresh token does not open: not re-sealed"
+            );
+            continue;
+        };
         put(conn, keyring, &server, &principal, Some(&token))?;
         resealed += 1;
     }
