@@ -5,6 +5,8 @@
 #   - TypeScript: npm `@modelcontextprotocol/sdk` 1.32.x in $PEERS/node
 #   - an OpenID provider for proxy/tests/gateway/oidc.rs: npm
 #     `oauth2-mock-server` 8.2.x (real RS256/ES256 tokens, JWKS) in $PEERS/node
+#   - a stdio MCP server for proxy/tests/gateway/stdio_memory.rs: npm
+#     `@modelcontextprotocol/server-memory` 2026.8.x in $PEERS/node
 # where PEERS=${XDG_CACHE_HOME:-$HOME/.cache}/toolgate-peers.
 # Idempotent: a second run with everything in place asks no registry.
 # The tests find the peers there, or via TOOLGATE_PYTHON / TOOLGATE_NODE_PATH.
@@ -13,6 +15,7 @@ set -euo pipefail
 PY_SPEC='mcp>=2.3,<2.4'
 TS_SPEC='@modelcontextprotocol/sdk@~1.32.0'
 OIDC_SPEC='oauth2-mock-server@~8.2.3'
+MEMORY_SPEC='@modelcontextprotocol/server-memory@~2026.8.31'
 
 PEERS="${XDG_CACHE_HOME:-$HOME/.cache}/toolgate-peers"
 VENV="$PEERS/venv"
@@ -68,9 +71,24 @@ if ! oidc_ok; then
   oidc_ok || { echo "install-test-peers: oauth2-mock-server 8.2.x did not install" >&2; exit 1; }
 fi
 
+# --- A stdio MCP server (run by the gateway) -----------------------------------
+memory_ok() {
+  node -e '
+    const v = require(process.argv[1] + "/node_modules/@modelcontextprotocol/server-memory/package.json").version;
+    process.exit(/^2026\.8\./.test(v) ? 0 : 1);
+  ' "$NODE_DIR" 2>/dev/null
+}
+if ! memory_ok; then
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent --save-exact "$MEMORY_SPEC" >/dev/null 2>&1 \
+    || npm install --prefix "$NODE_DIR" --no-audit --no-fund --save-exact "$MEMORY_SPEC"
+  memory_ok || { echo "install-test-peers: @modelcontextprotocol/server-memory 2026.8.x did not install" >&2; exit 1; }
+fi
+
 PY_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')
 TS_VERSION=$(node -p 'require(process.argv[1] + "/node_modules/@modelcontextprotocol/sdk/package.json").version' "$NODE_DIR")
 echo "python mcp $PY_VERSION: $VENV/bin/python (TOOLGATE_PYTHON)"
 echo "@modelcontextprotocol/sdk $TS_VERSION: $NODE_DIR/node_modules (TOOLGATE_NODE_PATH)"
 OIDC_VERSION=$(node -p 'require(process.argv[1] + "/node_modules/oauth2-mock-server/package.json").version' "$NODE_DIR")
 echo "oauth2-mock-server $OIDC_VERSION: $NODE_DIR/node_modules (TOOLGATE_NODE_PATH)"
+MEMORY_VERSION=$(node -p 'require(process.argv[1] + "/node_modules/@modelcontextprotocol/server-memory/package.json").version' "$NODE_DIR")
+echo "@modelcontextprotocol/server-memory $MEMORY_VERSION: $NODE_DIR/node_modules (TOOLGATE_NODE_PATH)"

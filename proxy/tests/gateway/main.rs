@@ -13,5 +13,6 @@ mod reload;
 mod sdk;
 mod security;
 mod stdio;
+mod stdio_memory;
 mod tls;
 mod virtual_servers;
