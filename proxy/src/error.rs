@@ -90,8 +90,9 @@ pub enum Refusal {
     #[error("tool call denied")]
     Denied(Vec<DeniedCall>),
     /// A virtual server's call reached an upstream that no longer knows the
-    /// gateway's session (it restarted): the next call opens a new one.
-    #[error("{server} ended its session (restarted?); the gateway opens a new one on the next call: retry")]
+    /// gateway's session (it restarted), and sending it again in a new
+    /// session failed too.
+    #[error("{server} ended its session (restarted?) and could not be reached again: retry")]
     UpstreamRestarted {
         /// The request id.
         id: Option<Value>,

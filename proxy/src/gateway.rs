@@ -372,24 +372,8 @@ impl ProxyHttp for Gateway {
             // The agent's session is the gateway's own (virtual server).
             resp.remove_header("mcp-session-id");
             if resp.status == http::StatusCode::NOT_FOUND && route.upstream_session.is_some() {
-                // The upstream forgot the session (restarted): open a new
-                // one on the next call instead of failing every call.
-                let server = route.upstream().name.clone();
-                let stale = route.upstream_session.as_deref();
-                self.virtual_sessions
-                    .forget(&link.nonce, &server, stale)
-                    .await;
-                tracing::info!(%server, "upstream session of a virtual server ended; re-opened on the next call");
-                resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-                let refusal = Refusal::UpstreamRestarted {
-                    id: route.reply_id.clone(),
-                    server: server.to_string(),
-                };
-                ctx.response = ResponseMode::Replace(refusal.to_response().body);
-                return Ok(());
+                let link = link.clone();
+                return self.reopen_virtual_session(resp, ctx, &link).await;
             }
         } else if let Some(sid) = resp.headers.get("mcp-session-id") {
             let seal = SessionSeal::for_settings(route.settings(), &self.seal);
@@ -540,6 +524,50 @@ impl Gateway {
                 Ok(Some(*admitted))
             }
         }
+    }
+
+    /// A virtual server's call met an upstream that forgot its session (it
+    /// restarted): the call is sent again in a new session and its answer
+    /// replaces the 404; if that fails too, the agent gets a retryable error.
+    async fn reopen_virtual_session(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+        link: &UpstreamLink,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(());
+        };
+        let server = route.upstream().name.clone();
+        let pool = &self.virtual_sessions;
+        pool.forget(&link.nonce, &server, route.upstream_session.as_deref())
+            .await;
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        match virtual_server::resend::resend(pool, route, link).await {
+            Ok(resent) => {
+                tracing::info!(%server, "upstream of a virtual server restarted: call sent again in a new session");
+                resp.set_status(resent.status)?;
+                let content_type = resent.content_type.as_deref().unwrap_or("application/json");
+                resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+                if self.auditor.is_some() {
+                    ctx.audit.tap.sse = content_type.starts_with("text/event-stream");
+                    ctx.audit.tap.active = true;
+                }
+                ctx.response = ResponseMode::Replace(resent.body.to_vec());
+            }
+            Err(e) => {
+                tracing::warn!(%server, error = %e, "upstream of a virtual server restarted and cannot be reached again");
+                resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                let refusal = Refusal::UpstreamRestarted {
+                    id: route.reply_id.clone(),
+                    server: server.to_string(),
+                };
+                ctx.response = ResponseMode::Replace(refusal.to_response().body);
+            }
+        }
+        Ok(())
     }
 
     /// Answers a refusal: counted in the metrics, its size kept for the audit record.

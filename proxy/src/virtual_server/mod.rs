@@ -15,6 +15,7 @@
 //! only the `tools` capability is offered.
 
 pub mod events;
+pub mod resend;
 pub mod session_id;
 pub mod upstream_sessions;
 
@@ -55,6 +56,10 @@ pub struct UpstreamLink {
     pub nonce: String,
     /// The protocol version agreed with the upstream.
     pub protocol: String,
+    /// The protocol version agreed with the agent (asked of new upstream sessions).
+    pub agent_protocol: String,
+    /// The body sent upstream, kept to send again in a new session.
+    pub body: Bytes,
 }
 
 /// Serves one request to a virtual server.
@@ -309,6 +314,8 @@ async fn call(
             let link = UpstreamLink {
                 nonce: vs.nonce.clone(),
                 protocol: opened.protocol,
+                agent_protocol: vs.protocol.clone(),
+                body: rewritten.clone(),
             };
             let admitted = Admitted {
                 route,
@@ -327,7 +334,9 @@ async fn call(
 }
 
 /// The credential header the owning server gets for this caller.
-fn upstream_auth(route: &Route) -> Result<Option<(http::HeaderName, http::HeaderValue)>, Refusal> {
+pub(crate) fn upstream_auth(
+    route: &Route,
+) -> Result<Option<(http::HeaderName, http::HeaderValue)>, Refusal> {
     if let Some(value) = route.delegated_credential()? {
         return Ok(Some((http::header::AUTHORIZATION, value.clone())));
     }

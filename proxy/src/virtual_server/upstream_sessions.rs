@@ -4,7 +4,8 @@
 //! session, opened on the first `tools/call` routed there (`initialize`, then
 //! `notifications/initialized`, with the server's credential) and kept per
 //! replica by the virtual session's nonce. An upstream that forgets the
-//! session (404: restarted) is re-initialised; sessions idle for
+//! session (404: restarted) is re-initialised and the call sent again
+//! (`resend.rs`); sessions idle for
 //! [`IDLE_TIMEOUT`] and those of ended virtual sessions are closed with DELETE.
 
 use std::sync::Arc;
@@ -173,6 +174,20 @@ impl UpstreamSessions {
         });
     }
 
+    /// Sends one JSON-RPC message to `up` inside the upstream session `opened`.
+    pub async fn send(
+        &self,
+        up: &Upstream,
+        auth: Option<&(http::HeaderName, HeaderValue)>,
+        opened: &Opened,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, String> {
+        let url = endpoint_url(up);
+        let session = opened.session.as_deref();
+        self.post(&url, auth, session, Some(&opened.protocol), body)
+            .await
+    }
+
     /// Number of upstream sessions held.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -222,7 +237,7 @@ impl UpstreamSessions {
                 "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
             }
         });
-        let resp = self.post(url, auth, None, None, &init).await?;
+        let resp = self.post(url, auth, None, None, init.to_string()).await?;
         let status = resp.status();
         let session = resp
             .headers()
@@ -243,7 +258,13 @@ impl UpstreamSessions {
             .to_string();
         let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let resp = self
-            .post(url, auth, session.as_deref(), Some(&agreed), &done)
+            .post(
+                url,
+                auth,
+                session.as_deref(),
+                Some(&agreed),
+                done.to_string(),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(format!(
@@ -263,14 +284,14 @@ impl UpstreamSessions {
         auth: Option<&(http::HeaderName, HeaderValue)>,
         session: Option<&str>,
         protocol: Option<&str>,
-        body: &Value,
+        body: impl Into<reqwest::Body>,
     ) -> Result<reqwest::Response, String> {
         let mut req = self
             .client
             .post(url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .body(body.to_string());
+            .body(body);
         if let Some((name, value)) = auth {
             req = req.header(name, value);
         }
