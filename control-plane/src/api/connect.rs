@@ -29,8 +29,9 @@ fn page(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// The principal whose gateway token (PAT) authenticates this request:
-/// known, not revoked, not disabled.
+/// The principal whose gateway token authenticates this request, exactly
+/// as a proxy would: a PAT (known, not revoked, principal not disabled) or an
+/// identity provider's JWT; and whose policies grant `server`.
 fn user(s: &AppState, headers: &HeaderMap, server: &str) -> ApiResult<String> {
     let refused = || {
         ApiError::new(
@@ -38,19 +39,46 @@ fn user(s: &AppState, headers: &HeaderMap, server: &str) -> ApiResult<String> {
             format!("your gateway token is required (Authorization: Bearer <token>): run `toolgate connect {server}` and open the URL it prints"),
         )
     };
-    let digest = hex::encode(bearer_digest(headers).ok_or_else(refused)?);
-    let current = s.registry.current();
-    let principal = current
-        .document
-        .sources
-        .iter()
-        .flat_map(|(_, d)| &d.principals)
-        .find(|p| p.tokens.iter().any(|t| !t.revoked && t.sha256 == digest))
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .ok_or_else(refused)?;
-    if principal.disabled {
-        return Err(refused());
+    let snapshot = s
+        .registry
+        .delegated()
+        .snapshot(&s.registry.current())
+        .map_err(|m| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m))?;
+    let digest = catalog::token_digest(token);
+    let (class, name) = match snapshot.authenticate(&digest) {
+        Some(caller) => (caller.class, snapshot.principal(&caller).name.to_string()),
+        None if catalog::looks_like_jwt(token) => {
+            let signed_in = snapshot
+                .verify_jwt(token)
+                .and_then(|v| snapshot.jwt_caller(&v))
+                .map_err(|e| {
+                    tracing::info!(reason = %e, "connect: bearer JWT refused");
+                    refused()
+                })?;
+            (signed_in.caller.class, signed_in.principal.name.to_string())
+        }
+        None => return Err(refused()),
+    };
+    let granted = snapshot
+        .upstream(server)
+        .is_some_and(|u| snapshot.can_access(class, u.id));
+    if !granted {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{server:?} is not a server you may use"),
+        ));
     }
-    Ok(principal.name.clone())
+    Ok(name)
 }
 
 fn delegated_client(s: &AppState, server: &str) -> ApiResult<flow::Client> {

@@ -28,7 +28,7 @@ pub mod refresh;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -89,6 +89,9 @@ pub struct Delegated {
     /// By `(server, principal)`.
     connections: Mutex<BTreeMap<(String, String), Connection>>,
     public_url: OnceLock<String>,
+    /// The published document compiled (to authenticate users as a proxy
+    /// would), by version.
+    compiled: Mutex<Option<(u64, Arc<catalog::Snapshot>)>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -119,6 +122,22 @@ impl Delegated {
     /// The OAuth redirect URI registered for the control plane.
     pub fn redirect_uri(&self) -> String {
         format!("{}/v1/connect/callback", self.public_url().unwrap_or(""))
+    }
+
+    /// `published` compiled, once per version.
+    pub fn snapshot(
+        &self,
+        published: &crate::registry::Published,
+    ) -> Result<Arc<catalog::Snapshot>, String> {
+        let mut compiled = lock(&self.compiled);
+        if let Some((version, snapshot)) = compiled.as_ref() {
+            if *version == published.version {
+                return Ok(snapshot.clone());
+            }
+        }
+        let snapshot = Arc::new(published.document.compile().map_err(|e| e.to_string())?);
+        *compiled = Some((published.version, snapshot.clone()));
+        Ok(snapshot)
     }
 
     /// Remembers a started flow under its `state`.

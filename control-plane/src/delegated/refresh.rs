@@ -57,7 +57,13 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
         if !clients.is_empty() {
             match registry.store().delegated() {
                 Ok(rows) => {
+                    let disabled = disabled_principals(&registry);
                     for (server, principal, refresh_token) in rows {
+                        if disabled.contains(&principal) {
+                            // Disabled in config/ (the API deletes at once).
+                            offboard(&registry, &principal);
+                            continue;
+                        }
                         if let Some(c) = clients.get(&server) {
                             if due(&registry, &server, &principal) {
                                 refresh_one(&registry, &http, c, &principal, &refresh_token).await;
@@ -79,6 +85,34 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
         }
         tokio::time::sleep(CHECK_EVERY).await;
     }
+}
+
+/// Principals disabled in the published catalog.
+fn disabled_principals(registry: &Registry) -> std::collections::HashSet<String> {
+    let current = registry.current();
+    current
+        .document
+        .sources
+        .iter()
+        .flat_map(|(_, f)| &f.principals)
+        .filter(|p| p.disabled)
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Deletes every delegated token of a disabled principal.
+fn offboard(registry: &Registry, principal: &str) {
+    match registry.store().delete_delegated(principal) {
+        Ok(n) => tracing::info!(
+            principal,
+            deleted = n,
+            "disabled principal: delegated OAuth tokens deleted"
+        ),
+        Err(e) => {
+            tracing::error!(principal, error = %e, "cannot delete a disabled principal's delegated tokens")
+        }
+    }
+    registry.delegated().forget_principal(principal);
 }
 
 /// No access token, or less than a fifth of its lifetime (at least 30 s)
