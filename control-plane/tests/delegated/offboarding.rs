@@ -1,0 +1,80 @@
+//! Offboarding: disabling a user (API or config/) deletes their delegated
+//! tokens, and the next snapshot stops carrying them.
+
+use serde_json::Value;
+
+use crate::fixture::*;
+
+async fn shipped(cp_addr: std::net::SocketAddr) -> Value {
+    let doc: Value = reqwest::Client::new()
+        .get(format!("http://{cp_addr}/v1/snapshot"))
+        .bearer_auth(PROXY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["delegated"]["tracker"]["tokens"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_deletes_their_delegated_tokens() {
+    let plane = Plane::start().await;
+    let (cp_addr, url) = (plane.cp, plane.url.clone());
+    connect(cp_addr, ALICE, "alice").await;
+    connect(cp_addr, BOB, "bob").await;
+    eventually("alice's and bob's calls go through", || async {
+        call(&url, ALICE).await.0 == 200 && call(&url, BOB).await.0 == 200
+    })
+    .await;
+
+    // Offboarding: disabling bob deletes his delegated tokens; the next
+    // snapshot no longer carries them, and re-enabling does not bring them back.
+    let off = admin(reqwest::Method::POST, cp_addr, "/v1/principals/bob/disable").await;
+    assert_eq!(off["delegated_tokens_deleted"], 1, "{off}");
+    eventually("bob is refused", || async {
+        call(&url, BOB).await.0 == 401
+    })
+    .await;
+    let tokens = shipped(cp_addr).await;
+    assert!(tokens.get("bob").is_none(), "{tokens}");
+    assert!(tokens.get("alice").is_some());
+    admin(reqwest::Method::POST, cp_addr, "/v1/principals/bob/enable").await;
+    eventually("bob, enabled again, must connect anew", || async {
+        call(&url, BOB).await.0 == 403
+    })
+    .await;
+    assert_eq!(call(&url, ALICE).await.0, 200, "alice is unaffected");
+
+    // Disabled in config/: the refresher deletes alice's tokens too.
+    std::fs::write(
+        plane.config().join("principals.yaml"),
+        principals(&["alice"]),
+    )
+    .unwrap();
+    eventually("alice is refused", || async {
+        call(&url, ALICE).await.0 == 401
+    })
+    .await;
+    eventually("alice's refresh token is gone", || async {
+        let c = admin(
+            reqwest::Method::GET,
+            cp_addr,
+            "/v1/servers/tracker/connections",
+        )
+        .await;
+        c.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["principal"] != "alice")
+    })
+    .await;
+    assert!(shipped(cp_addr).await.get("alice").is_none());
+    std::fs::write(plane.config().join("principals.yaml"), principals(&[])).unwrap();
+    eventually("alice, enabled again, must connect anew", || async {
+        call(&url, ALICE).await.0 == 403
+    })
+    .await;
+    plane.stop().await;
+}
