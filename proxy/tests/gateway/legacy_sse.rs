@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::*;
-use crate::stdio::gateway_with;
+use crate::stdio_fixture::gateway_with;
 
 const INSTALL_HINT: &str = "run scripts/install-test-peers.sh (or set TOOLGATE_PYTHON)";
 

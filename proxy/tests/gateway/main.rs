@@ -13,6 +13,7 @@ mod reload;
 mod sdk;
 mod security;
 mod stdio;
+mod stdio_fixture;
 mod stdio_memory;
 mod tls;
 mod virtual_servers;

@@ -11,7 +11,7 @@ use rmcp::ServiceExt;
 use serde_json::json;
 
 use crate::common::*;
-use crate::stdio::{eventually, gateway_with, marked_children};
+use crate::stdio_fixture::{eventually, gateway_with, marked_children};
 
 const INSTALL_HINT: &str = "run scripts/install-test-peers.sh (or set TOOLGATE_NODE_PATH)";
 
