@@ -34,5 +34,5 @@ pub use identity::{looks_like_jwt, JwtCaller, JwtError, VerifiedToken};
 pub use load::{assemble, load, parse_file, Catalog, Located};
 pub use snapshot::{token_digest, Caller, ClassId, Grant, ServerId, Settings, Snapshot, Upstream};
 pub use stdio_spec::StdioSpec;
-pub use virtual_snapshot::{VirtualEndpoint, VirtualId, VirtualTool};
+pub use virtual_snapshot::{VirtualEndpoint, VirtualId, VirtualMember, VirtualTool};
 pub use wire::SnapshotDocument;

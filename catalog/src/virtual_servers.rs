@@ -75,9 +75,17 @@ pub struct VirtualInclude {
     /// Only tools whose annotation hints have these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, bool>,
-    /// Original tool name → exposed name.
+    /// Original tool (or prompt) name → exposed name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rename: BTreeMap<String, String>,
+    /// Prompt names or globs exposed from this server (none by default),
+    /// named like its tools (`naming`, `rename`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    /// Resource URI globs exposed from this server (none by default), e.g.
+    /// `"file:///reports/*"`; URIs are served unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 fn all_tools() -> Vec<String> {
@@ -112,7 +120,10 @@ pub fn resolve(
     let mut exposed: Vec<Exposed> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     if v.item.tools.is_empty() {
-        err("tools".into(), "exposes no tool".into());
+        err(
+            "tools".into(),
+            "exposes nothing: list servers under `tools`".into(),
+        );
     }
     for (i, inc) in v.item.tools.iter().enumerate() {
         let Some(server) = servers.iter().find(|s| s.item.name == inc.server) else {
@@ -151,8 +162,11 @@ pub fn resolve(
             .filter(|t| hints_hold(&inc.annotations, &t.annotations))
             .map(|t| t.name.as_str())
             .collect();
+        let prompt_patterns: Vec<Pattern> = inc.prompts.iter().map(|p| Pattern::new(p)).collect();
         for from in inc.rename.keys() {
-            if !selected.contains(&from.as_str()) {
+            // Prompts are not in the catalog: a rename may name one.
+            let a_prompt = prompt_patterns.iter().any(|p| p.matches(from));
+            if !selected.contains(&from.as_str()) && !a_prompt {
                 err(
                     format!("tools[{i}].rename.{from}"),
                     format!("renames {from:?}, which this entry does not select"),

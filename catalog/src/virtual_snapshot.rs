@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::load::{Catalog, Located};
 use crate::model::{Server, ToolDecl};
+use crate::pattern::Pattern;
 use crate::snapshot::{ClassId, Grant, ServerId, Snapshot};
-use crate::virtual_servers::{access_policy, resolve, Exposed};
+use crate::virtual_servers::{access_policy, resolve, Exposed, Naming};
 
 /// Index of a virtual server in [`Snapshot`].
 pub type VirtualId = u32;
@@ -30,6 +31,8 @@ pub struct VirtualEndpoint {
     pub description: Arc<str>,
     /// Exposed tools whose server is routable.
     pub tools: Vec<VirtualTool>,
+    /// Servers whose prompts or resources are exposed (routable ones).
+    pub members: Vec<VirtualMember>,
     index: HashMap<Box<str>, usize>,
     /// Serialized `tools` arrays by policy class, built on first use.
     lists: RwLock<HashMap<ClassId, Arc<[u8]>>>,
@@ -48,7 +51,52 @@ pub struct VirtualTool {
     definition: Value,
 }
 
+/// A server whose prompts or resources a virtual server exposes. They are
+/// not in the catalog: the gateway lists them from the server.
+#[derive(Debug)]
+pub struct VirtualMember {
+    /// The server.
+    pub server: ServerId,
+    /// Prompt name patterns.
+    pub prompts: Vec<Pattern>,
+    /// Resource URI patterns.
+    pub resources: Vec<Pattern>,
+    /// Original prompt name → exposed name.
+    pub rename: BTreeMap<String, String>,
+    /// `<server>_` under `naming: prefixed`.
+    pub prefix: Option<String>,
+}
+
+impl VirtualMember {
+    /// The name agents see for the server's prompt `original`, if exposed.
+    pub fn exposed_prompt(&self, original: &str) -> Option<String> {
+        if !self.prompts.iter().any(|p| p.matches(original)) {
+            return None;
+        }
+        Some(match (self.rename.get(original), &self.prefix) {
+            (Some(renamed), _) => renamed.clone(),
+            (None, Some(prefix)) => format!("{prefix}{original}"),
+            (None, None) => original.to_string(),
+        })
+    }
+
+    /// Is the resource `uri` exposed?
+    pub fn exposes_resource(&self, uri: &str) -> bool {
+        self.resources.iter().any(|p| p.matches(uri))
+    }
+}
+
 impl VirtualEndpoint {
+    /// Offers prompts (some member exposes prompts).
+    pub fn has_prompts(&self) -> bool {
+        self.members.iter().any(|m| !m.prompts.is_empty())
+    }
+
+    /// Offers resources (some member exposes resources).
+    pub fn has_resources(&self) -> bool {
+        self.members.iter().any(|m| !m.resources.is_empty())
+    }
+
     /// An exposed tool by the name agents use.
     pub fn tool(&self, name: &str) -> Option<&VirtualTool> {
         self.index.get(name).map(|&i| &self.tools[i])
@@ -158,11 +206,28 @@ pub(crate) fn build(
                 .enumerate()
                 .map(|(i, t)| (Box::<str>::from(&*t.name), i))
                 .collect();
+            let members = v
+                .item
+                .tools
+                .iter()
+                .filter(|inc| !inc.prompts.is_empty() || !inc.resources.is_empty())
+                .filter_map(|inc| {
+                    Some(VirtualMember {
+                        server: *server_index.get(inc.server.as_str())?,
+                        prompts: inc.prompts.iter().map(|p| Pattern::new(p)).collect(),
+                        resources: inc.resources.iter().map(|p| Pattern::new(p)).collect(),
+                        rename: inc.rename.clone(),
+                        prefix: (v.item.naming == Naming::Prefixed)
+                            .then(|| format!("{}_", inc.server)),
+                    })
+                })
+                .collect();
             VirtualEndpoint {
                 id: id as VirtualId,
                 name: v.item.name.as_str().into(),
                 description: v.item.description.as_str().into(),
                 tools,
+                members,
                 index,
                 lists: RwLock::new(HashMap::new()),
             }

@@ -12,9 +12,12 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 #[allow(deprecated)]
 use rmcp::model::{
-    CreateMessageRequestParams, ProgressNotificationParam, RequestMetaObject, SamplingMessage,
-    ServerCapabilities, ServerConfig,
+    CreateMessageRequestParams, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    ListPromptsResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    RequestMetaObject, ResourceContents, Role, SamplingMessage, ServerCapabilities, ServerConfig,
 };
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler};
@@ -159,11 +162,81 @@ impl DemoServer {
     }
 }
 
+/// The demo's one prompt and one resource (so virtual servers have
+/// something to aggregate besides tools).
+const TRIAGE_PROMPT: &str = "triage";
+const ALL_ISSUES: &str = "issues://all";
+
+fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, rmcp::ErrorData> {
+    serde_json::from_value(v).map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))
+}
+
 #[tool_handler]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_instructions("toolgate demo issue tracker")
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_prompts()
+            .enable_resources()
+            .build();
+        ServerConfig::new(capabilities).with_instructions("toolgate demo issue tracker")
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, rmcp::ErrorData> {
+        from_json(serde_json::json!({"prompts": [{
+            "name": TRIAGE_PROMPT,
+            "description": "Triage an issue",
+            "arguments": [{"name": "issue", "required": true}],
+        }]}))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, rmcp::ErrorData> {
+        if request.name != TRIAGE_PROMPT {
+            return Err(rmcp::ErrorData::invalid_params("unknown prompt", None));
+        }
+        let issue = request
+            .arguments
+            .and_then(|a| a.get("issue").and_then(|v| v.as_str().map(str::to_string)))
+            .unwrap_or_default();
+        let text = format!("Triage issue {issue:?}: severity, owner, next step.");
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, rmcp::ErrorData> {
+        from_json(serde_json::json!({"resources": [{
+            "uri": ALL_ISSUES, "name": "all issues", "mimeType": "text/plain",
+        }]}))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, rmcp::ErrorData> {
+        if request.uri != ALL_ISSUES {
+            return Err(rmcp::ErrorData::resource_not_found(
+                "no such resource",
+                None,
+            ));
+        }
+        let text = self
+            .issues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n");
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, ALL_ISSUES)]).into())
     }
 }
 

@@ -11,10 +11,13 @@
 //! Session state lives in the sealed session id ([`session_id`]), so any
 //! replica with the shared session key serves the session. A GET stream
 //! ([`events`]) tells agents `notifications/tools/list_changed` when a new
-//! snapshot changes their list. Resources and prompts are not aggregated:
-//! only the `tools` capability is offered.
+//! snapshot changes their list. Prompts and resources of member servers are
+//! listed from those servers when asked ([`members`]); `prompts/get` and
+//! `resources/read` go to the member exposing them.
 
 pub mod events;
+mod forward;
+pub mod members;
 pub mod resend;
 pub mod session_id;
 pub mod upstream_sessions;
@@ -28,10 +31,10 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::{json, Value};
 
-use crate::admit::{Admitted, Rejected, Route, VirtualCaller};
+use crate::admit::{Admitted, Rejected, VirtualCaller};
 use crate::body::read_request_body;
 use crate::decide::{check_headers, McpHeaders};
-use crate::error::{DeniedCall, Refusal};
+use crate::error::Refusal;
 use crate::jsonrpc;
 use crate::sessions::SessionSeal;
 use session_id::VirtualSession;
@@ -196,9 +199,16 @@ async fn post(
             .unwrap_or(&PROTOCOL_VERSIONS[0]);
         let v = caller.endpoint();
         let (sid, _) = session_id::issue(seal, &caller.digest, &v.name, protocol);
+        let mut capabilities = json!({"tools": {"listChanged": true}});
+        if v.has_prompts() {
+            capabilities["prompts"] = json!({});
+        }
+        if v.has_resources() {
+            capabilities["resources"] = json!({});
+        }
         let mut result = json!({
             "protocolVersion": protocol,
-            "capabilities": {"tools": {"listChanged": true}},
+            "capabilities": capabilities,
             "serverInfo": {"name": &*v.name, "version": env!("CARGO_PKG_VERSION")},
         });
         if !v.description.is_empty() {
@@ -239,108 +249,42 @@ async fn post(
         }
         "tools/call" => {
             let tool = msg.tool().unwrap_or("").to_string();
-            return call(caller, pool, &vs, body, id, &tool).await;
+            return forward::call(caller, pool, &vs, body, id, &tool).await;
         }
-        other => error_reply(
-            &id,
-            -32601,
-            &format!("method not found: {other} (virtual servers offer tools only)"),
-        ),
+        "prompts/list" | "resources/list" | "resources/templates/list" => {
+            let listing = match method {
+                "prompts/list" => members::Listing::Prompts,
+                "resources/list" => members::Listing::Resources,
+                _ => members::Listing::ResourceTemplates,
+            };
+            let items: Vec<Value> = members::list(caller, pool, &vs, listing)
+                .await
+                .into_iter()
+                .map(|i| i.value)
+                .collect();
+            json!({"jsonrpc": "2.0", "id": id, "result": {listing.field(): items}})
+                .to_string()
+                .into_bytes()
+        }
+        "prompts/get" | "resources/read" => {
+            let method = if method == "prompts/get" {
+                "prompts/get"
+            } else {
+                "resources/read"
+            };
+            match forward::member_request(caller, pool, &vs, body, id.clone(), method).await? {
+                Some(outcome) => return Ok(outcome),
+                None => error_reply(
+                    &id,
+                    crate::error::INVALID_PARAMS,
+                    "not available on this server",
+                ),
+            }
+        }
+        other => error_reply(&id, -32601, &format!("method not found: {other}")),
     };
     write(session, 200, None, reply).await.map_err(io)?;
     Ok(Outcome::Answered)
-}
-
-/// Routes a `tools/call` to the owning server under the tool's own name.
-async fn call(
-    caller: &VirtualCaller,
-    pool: &Arc<UpstreamSessions>,
-    vs: &VirtualSession,
-    body: Bytes,
-    id: Option<Value>,
-    exposed: &str,
-) -> Result<Outcome, Rejected> {
-    let snapshot = &caller.snapshot;
-    let denied = |route: Option<Route>, body: Bytes| Rejected {
-        error: Refusal::Denied(vec![DeniedCall {
-            id: id.clone(),
-            tool: Some(exposed.to_string()),
-        }])
-        .into(),
-        route,
-        body: Some(body),
-    };
-    let Some(tool) = snapshot.virtual_tool(caller.class(), caller.id, exposed) else {
-        // Unknown and not granted look the same; a known tool's denial is
-        // recorded against its server.
-        let route = caller.endpoint().tool(exposed).map(|t| {
-            let mut r = caller.route_to(t.server);
-            r.reply_id = id.clone();
-            r.calls_tools = true;
-            r.method = "tools/call";
-            r.tools = vec![t.original.to_string()];
-            r
-        });
-        return Err(denied(route, body));
-    };
-    let mut route = caller.route_to(tool.server);
-    route.reply_id = id.clone();
-    route.calls_tools = true;
-    route.method = "tools/call";
-    route.tools = vec![tool.original.to_string()];
-    // The body the server reads: the agent's, with the original tool name.
-    let mut value: Value = serde_json::from_slice(&body).unwrap_or_default();
-    value["params"]["name"] = Value::from(&*tool.original);
-    let rewritten = Bytes::from(value.to_string());
-    route.body_len = Some(rewritten.len());
-    let failed = |r: Refusal, route: Route| Rejected {
-        error: r.into(),
-        route: Some(route),
-        body: Some(rewritten.clone()),
-    };
-    let auth = match upstream_auth(&route) {
-        Ok(auth) => auth,
-        Err(r) => return Err(failed(r, route)),
-    };
-    let up = route.upstream();
-    if let Some(why) = &up.credential_unavailable {
-        tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
-        let r = Refusal::UpstreamUnavailable { id, status: 503 };
-        return Err(failed(r, route));
-    }
-    match pool.ensure(&vs.nonce, up, auth, &vs.protocol).await {
-        Ok(opened) => {
-            route.upstream_session = opened.session;
-            let link = UpstreamLink {
-                nonce: vs.nonce.clone(),
-                protocol: opened.protocol,
-                agent_protocol: vs.protocol.clone(),
-                body: rewritten.clone(),
-            };
-            let admitted = Admitted {
-                route,
-                body: Some(rewritten),
-            };
-            Ok(Outcome::Forward(Box::new(admitted), link))
-        }
-        Err(e) => {
-            tracing::warn!(virtual_server = %caller.endpoint().name, error = %e, "virtual server call failed");
-            Err(failed(
-                Refusal::UpstreamUnavailable { id, status: 502 },
-                route,
-            ))
-        }
-    }
-}
-
-/// The credential header the owning server gets for this caller.
-pub(crate) fn upstream_auth(
-    route: &Route,
-) -> Result<Option<(http::HeaderName, http::HeaderValue)>, Refusal> {
-    if let Some(value) = route.delegated_credential()? {
-        return Ok(Some((http::header::AUTHORIZATION, value.clone())));
-    }
-    Ok(route.upstream().credential.clone())
 }
 
 fn id_json(id: &Option<Value>) -> String {

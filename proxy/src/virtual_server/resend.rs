@@ -12,7 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{upstream_auth, UpstreamLink, UpstreamSessions};
+use super::forward::upstream_auth;
+use super::{UpstreamLink, UpstreamSessions};
 use crate::admit::Route;
 
 /// Largest answer read for a resent call (64 MiB).

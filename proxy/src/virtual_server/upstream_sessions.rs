@@ -307,7 +307,7 @@ impl UpstreamSessions {
 }
 
 /// The first JSON-RPC message of a JSON or SSE body.
-fn first_message(text: &str) -> Option<Value> {
+pub(crate) fn first_message(text: &str) -> Option<Value> {
     if let Ok(v) = serde_json::from_str::<Value>(text) {
         return Some(v);
     }

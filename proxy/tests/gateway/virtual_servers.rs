@@ -335,3 +335,80 @@ async fn agents_hear_when_their_tool_list_changes() {
     assert!(end.is_ok(), "the stream ends when access ends");
     s.gw.stop().await;
 }
+
+#[tokio::test]
+async fn prompts_and_resources_of_members_are_exposed_too() {
+    let s = setup().await;
+    s.gw.edit(
+        "virtual.yaml",
+        r#"
+virtual_servers:
+  - name: kb
+    naming: prefixed
+    tools:
+      - {server: demo, tools: [], prompts: [triage], resources: ["issues://*"]}
+      - {server: wiki, tools: [], prompts: ["*"], rename: {triage: wiki_triage}}
+    access: {teams: [support]}
+"#,
+    )
+    .await;
+    let client =
+        ().serve(client_transport(s.gw.url("kb"), BOB))
+            .await
+            .expect("initialize on the virtual server");
+    let caps = &client.peer_info().unwrap().capabilities;
+    assert!(
+        caps.prompts.is_some() && caps.resources.is_some(),
+        "{caps:?}"
+    );
+    assert!(client.list_all_tools().await.unwrap().is_empty());
+
+    let prompts: Vec<String> = client
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(prompts, ["demo_triage", "wiki_triage"]);
+    let wiki_posts = tool_calls(&s.wiki);
+    let got = client
+        .get_prompt(
+            serde_json::from_value(json!({"name": "wiki_triage", "arguments": {"issue": "42"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        format!("{got:?}").contains(r#"Triage issue \"42\""#),
+        "{got:?}"
+    );
+    assert!(tool_calls(&s.wiki) > wiki_posts, "the wiki server answered");
+    let unknown = client
+        .get_prompt(serde_json::from_value(json!({"name": "triage"})).unwrap())
+        .await;
+    assert!(unknown.is_err(), "only exposed names: {unknown:?}");
+
+    let resources: Vec<String> = client
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(resources, ["issues://all"], "the wiki exposes no resources");
+    let read = client
+        .read_resource(serde_json::from_value(json!({"uri": "issues://all"})).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        format!("{read:?}").contains("Login page is slow"),
+        "{read:?}"
+    );
+    let other = client
+        .read_resource(serde_json::from_value(json!({"uri": "file:///etc/passwd"})).unwrap())
+        .await;
+    assert!(other.is_err(), "{other:?}");
+    client.cancel().await.unwrap();
+    s.gw.stop().await;
+}
