@@ -449,3 +449,62 @@ async fn records_spooled_while_the_destination_is_down_are_delivered_after_a_res
     );
     tasks.shutdown().await;
 }
+
+#[tokio::test]
+async fn virtual_server_calls_are_recorded_against_the_owning_server() {
+    let up = Upstream::start(true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("audit.jsonl");
+    let (auditor, tasks) = audited(&tmp.path().join("spool"), Sink::File(log.clone()), 1 << 30);
+    let gw = audited_gateway(&up, auditor).await;
+    gw.edit(
+        "virtual.yaml",
+        "virtual_servers:\n  - {name: desk, tools: [{server: demo, tools: [search_issues, delete_issue], rename: {search_issues: find}}], access: {teams: [support]}}\n",
+    )
+    .await;
+    gw.edit(
+        "desk-policy.yaml",
+        "policies:\n  - {name: desk-no-delete, subjects: {teams: [support]}, deny: [{server: desk, tools: [delete_issue]}]}\n",
+    )
+    .await;
+    let url = gw.url("desk");
+    let sid = open_session(&url, BOB).await;
+    let found = post(
+        &url,
+        Some(BOB),
+        call(1, "find", json!({"query": "Login"})),
+        &in_session(&sid),
+    )
+    .await;
+    assert!(found.body.contains("1 issue(s) match"), "{}", found.body);
+    let denied = post(
+        &url,
+        Some(BOB),
+        call(2, "delete_issue", json!({"id": 0})),
+        &in_session(&sid),
+    )
+    .await;
+    assert!(
+        denied.body.contains("tool not available"),
+        "{}",
+        denied.body
+    );
+
+    let records = wait_for_records(&log, 2).await;
+    let r = by_tool(&records, "search_issues");
+    assert_eq!(
+        (r.endpoint.as_str(), r.server.as_deref()),
+        ("/mcp/desk", Some("demo"))
+    );
+    assert_eq!((r.decision, r.outcome), (Decision::Allow, Outcome::Success));
+    assert_eq!(r.principal.as_deref(), Some("bob"));
+    assert_eq!(r.request_id, Some(json!(1)));
+    let d = by_tool(&records, "delete_issue");
+    assert_eq!(
+        (d.endpoint.as_str(), d.server.as_deref()),
+        ("/mcp/desk", Some("demo"))
+    );
+    assert_eq!(d.decision, Decision::Deny);
+    gw.stop().await;
+    tasks.shutdown().await;
+}
