@@ -9,10 +9,14 @@
 //! notifications go to every session; other notifications are dropped
 //! (they cannot be attributed safely), and the process's own requests are
 //! answered with an error (except `ping`). When the process exits its
-//! sessions end, and the next session starts a new one (with backoff).
+//! sessions end, and the next session starts a new one (with backoff); a
+//! process without sessions for the idle timeout is stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -51,29 +55,34 @@ impl SharedProcess {
 impl Backend for SharedProcess {
     async fn connect(&self, _credential: Option<HeaderValue>) -> Result<Connection, BackendError> {
         let mut mux = self.mux.lock().await;
-        if mux.as_ref().is_none_or(|m| m.is_closed()) {
-            let process = self.processes.spawn().await?;
-            let (joins, rx) = mpsc::channel(CHANNEL);
-            tokio::spawn(multiplex(process, rx, self.processes.name().clone()));
-            *mux = Some(joins);
-        }
         let (to_server, from_session) = mpsc::channel(CHANNEL);
         let (to_session, from_server) = mpsc::channel(CHANNEL);
-        let joined = mux
-            .as_ref()
-            .expect("started above")
-            .send(Join {
-                from_session,
-                to_session,
-            })
-            .await;
-        joined.map_err(|_| {
-            BackendError::Unavailable("the shared server process has exited".into())
-        })?;
-        Ok(Connection {
-            to_server,
-            from_server,
-        })
+        let mut join = Join {
+            from_session,
+            to_session,
+        };
+        // A process that just went idle and exited is replaced once.
+        for _ in 0..2 {
+            if mux.as_ref().is_none_or(|m| m.is_closed()) {
+                let process = self.processes.spawn().await?;
+                let (joins, rx) = mpsc::channel(CHANNEL);
+                let name = self.processes.name().clone();
+                tokio::spawn(multiplex(process, rx, name, self.processes.idle_timeout()));
+                *mux = Some(joins);
+            }
+            match mux.as_ref().expect("started above").send(join).await {
+                Ok(()) => {
+                    return Ok(Connection {
+                        to_server,
+                        from_server,
+                    })
+                }
+                Err(mpsc::error::SendError(back)) => join = back,
+            }
+        }
+        Err(BackendError::Unavailable(
+            "the shared server process exited while starting".into(),
+        ))
     }
 }
 
@@ -96,13 +105,23 @@ struct State {
     initialized_sent: bool,
 }
 
-async fn multiplex(mut process: Connection, mut joins: mpsc::Receiver<Join>, name: Arc<str>) {
+async fn multiplex(
+    mut process: Connection,
+    mut joins: mpsc::Receiver<Join>,
+    name: Arc<str>,
+    idle: Duration,
+) {
     let (events_tx, mut events) = mpsc::channel::<(u64, Option<Value>)>(CHANNEL);
     let mut state = State::default();
     let mut session_no = 0u64;
+    let mut unused_since = Instant::now();
     loop {
         let event = tokio::select! {
             j = joins.recv() => match j { Some(j) => Event::Joined(j), None => return },
+            _ = tokio::time::sleep_until(unused_since + idle), if state.sessions.is_empty() => {
+                tracing::debug!(server = %name, "the shared server process is idle; stopping it");
+                return;
+            }
             Some((no, msg)) = events.recv() => Event::FromSession(no, msg),
             msg = process.from_server.recv() => Event::FromProcess(msg),
         };
@@ -126,6 +145,7 @@ async fn multiplex(mut process: Connection, mut joins: mpsc::Receiver<Join>, nam
             }
             Event::FromSession(no, None) => {
                 state.sessions.remove(&no);
+                unused_since = tokio::time::Instant::now();
                 state.pending.retain(|_, (s, _)| *s != no);
             }
             Event::FromSession(no, Some(msg)) => {

@@ -74,6 +74,11 @@ impl Processes {
         &self.name
     }
 
+    /// How long an unused session (shared mode: an unused process) lives.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.spec.idle_timeout_secs)
+    }
+
     /// Starts one process (waiting out the crash backoff first).
     pub async fn spawn(&self) -> Result<Connection, BackendError> {
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {

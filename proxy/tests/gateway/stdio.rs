@@ -366,3 +366,32 @@ async fn progress_before_the_result_arrives_as_an_event_stream() {
     assert_eq!(r.status, 400, "{}", r.body);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_unused_shared_process_is_stopped_and_restarted_on_demand() {
+    let mark = "shared-idle";
+    let gw = gateway_with(
+        "tracker",
+        &demo_yaml("tracker", mark, "{mode: shared, idle_timeout_secs: 1}"),
+    )
+    .await;
+    let url = gw.url("tracker");
+    let sid = open_session(&url, ALICE).await;
+    assert_eq!(delete(&url, ALICE, &sid).await, 200);
+    assert_eq!(marked_children(mark), 1);
+    eventually("the unused shared process stops", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    let sid = open_session(&url, ALICE).await;
+    let r = post(
+        &url,
+        Some(ALICE),
+        call(2, "search_issues", json!({"query": "a"})),
+        &in_session(&sid),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(marked_children(mark), 1);
+    gw.stop().await;
+}
