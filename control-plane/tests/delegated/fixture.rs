@@ -68,6 +68,11 @@ pub fn principals(disabled: &[&str]) -> String {
 
 impl Plane {
     pub async fn start() -> Plane {
+        Plane::start_with(&[]).await
+    }
+
+    /// Starts with extra config files (`(name, YAML)`).
+    pub async fn start_with(extra: &[(&str, String)]) -> Plane {
         let auth = AuthServer::default();
         let as_addr = serve_app(
             Router::new()
@@ -96,6 +101,9 @@ impl Plane {
         write("servers.yaml", format!(
             "servers:\n  - name: tracker\n    owner: eng\n    status: approved\n    endpoint: http://{upstream}/mcp\n    auth: {{type: oauth-authorization-code, authorization_url: 'http://{as_addr}/authorize', token_url: 'http://{as_addr}/token', client_id: toolgate, client_secret: 'file:client-secret', scope: tickets}}\n"));
         write("principals.yaml", principals(&[]));
+        for (name, text) in extra {
+            write(name, text.clone());
+        }
         write(
             "policies.yaml",
             "policies:\n  - {name: eng, subjects: {teams: [eng]}, allow: [{server: tracker}]}\n"
@@ -109,7 +117,12 @@ impl Plane {
             .unwrap()
             .with_keyring(keyring)
             .unwrap();
-        let registry = Registry::open(&config, Box::new(store)).unwrap();
+        // Opening fetches identity providers' keys with a blocking client.
+        let registry =
+            tokio::task::spawn_blocking(move || Registry::open(&config, Box::new(store)))
+                .await
+                .unwrap()
+                .unwrap();
         let audit = Arc::new(AuditStore::open(&data.join("audit.db"), 90).unwrap());
         let keys = ApiKeys {
             admins: vec![("ops".into(), catalog::token_digest(ADMIN))],

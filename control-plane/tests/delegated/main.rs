@@ -6,5 +6,6 @@
 
 mod fixture;
 mod flow;
+mod jwt;
 mod offboarding;
 mod peers;
