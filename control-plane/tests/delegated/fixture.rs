@@ -44,9 +44,61 @@ pub struct Plane {
     /// Where users connect.
     pub connect_url: String,
     root: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+/// A control plane on the test's data and config, and a proxy following it.
+struct Running {
     handle: ControlPlaneHandle,
     proxy: ProxyHandle,
     follower: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(root: &std::path::Path) -> Running {
+        let keyring = Keyring::new(MasterKey::parse(&"ef".repeat(32)).unwrap(), vec![]);
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let (store, _) = SqliteStore::open(&data.join("toolgate.db"))
+            .unwrap()
+            .with_keyring(keyring)
+            .unwrap();
+        let config = root.join("config");
+        // Opening fetches identity providers' keys with a blocking client.
+        let registry =
+            tokio::task::spawn_blocking(move || Registry::open(&config, Box::new(store)))
+                .await
+                .unwrap()
+                .unwrap();
+        let audit = Arc::new(AuditStore::open(&data.join("audit.db"), 90).unwrap());
+        let keys = ApiKeys {
+            admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
+            proxies: vec![catalog::token_digest(PROXY)],
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle =
+            serve::start(listener, registry, audit, keys, Duration::from_millis(100)).unwrap();
+        let remote = ControlPlane {
+            url: format!("http://{}", handle.addr),
+            token: PROXY.into(),
+            cache: root.join("snapshot.json"),
+        };
+        let snapshots = Arc::new(ArcSwap::from_pointee(remote.bootstrap().await.unwrap()));
+        let follower = tokio::spawn(remote.follow(snapshots.clone()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = server::start(listener, snapshots).unwrap();
+        Running {
+            handle,
+            proxy,
+            follower,
+        }
+    }
+
+    async fn stop(self) {
+        self.follower.abort();
+        self.proxy.stop().await;
+        self.handle.stop().await;
+    }
 }
 
 /// `principals.yaml` with alice, bob and carol; `disabled` ones disabled.
@@ -110,47 +162,15 @@ impl Plane {
                 .into(),
         );
 
-        let keyring = Keyring::new(MasterKey::parse(&"ef".repeat(32)).unwrap(), vec![]);
-        let data = root.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let (store, _) = SqliteStore::open(&data.join("toolgate.db"))
-            .unwrap()
-            .with_keyring(keyring)
-            .unwrap();
-        // Opening fetches identity providers' keys with a blocking client.
-        let registry =
-            tokio::task::spawn_blocking(move || Registry::open(&config, Box::new(store)))
-                .await
-                .unwrap()
-                .unwrap();
-        let audit = Arc::new(AuditStore::open(&data.join("audit.db"), 90).unwrap());
-        let keys = ApiKeys {
-            admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
-            proxies: vec![catalog::token_digest(PROXY)],
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle =
-            serve::start(listener, registry, audit, keys, Duration::from_millis(100)).unwrap();
-        let cp = handle.addr;
-        let remote = ControlPlane {
-            url: format!("http://{cp}"),
-            token: PROXY.into(),
-            cache: root.path().join("snapshot.json"),
-        };
-        let snapshots = Arc::new(ArcSwap::from_pointee(remote.bootstrap().await.unwrap()));
-        let follower = tokio::spawn(remote.follow(snapshots.clone()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = server::start(listener, snapshots).unwrap();
+        let running = Running::start(root.path()).await;
         let plane = Plane {
             auth,
             seen,
-            cp,
-            url: format!("http://{}/mcp/tracker", proxy.addr),
-            connect_url: format!("http://{cp}/v1/connect/tracker"),
+            cp: running.handle.addr,
+            url: format!("http://{}/mcp/tracker", running.proxy.addr),
+            connect_url: format!("http://{}/v1/connect/tracker", running.handle.addr),
             root,
-            handle,
-            proxy,
-            follower,
+            running: Some(running),
         };
         // The first snapshot was published before the control plane knew its URL.
         eventually("the proxy has the connect URL", || async {
@@ -171,10 +191,23 @@ impl Plane {
         self.root.path().join("config")
     }
 
-    pub async fn stop(self) {
-        self.follower.abort();
-        self.proxy.stop().await;
-        self.handle.stop().await;
+    /// Stops the control plane and the proxy, and starts new ones on the
+    /// same database and config (new addresses).
+    pub async fn restart(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        let running = Running::start(self.root.path()).await;
+        self.cp = running.handle.addr;
+        self.url = format!("http://{}/mcp/tracker", running.proxy.addr);
+        self.connect_url = format!("http://{}/v1/connect/tracker", running.handle.addr);
+        self.running = Some(running);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Offboarding: disabling a user (API or config/) deletes their delegated
-//! tokens, and the next snapshot stops carrying them.
+//! tokens, and the next snapshot stops carrying them. Connections survive a
+//! control plane restart (only refresh tokens are kept, sealed).
 
 use serde_json::Value;
 
@@ -76,5 +77,30 @@ async fn disabling_a_user_deletes_their_delegated_tokens() {
         call(&url, ALICE).await.0 == 403
     })
     .await;
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_survive_a_control_plane_restart() {
+    let mut plane = Plane::start().await;
+    connect(plane.cp, ALICE, "alice").await;
+    let url = plane.url.clone();
+    eventually("alice's call goes through", || async {
+        call(&url, ALICE).await.0 == 200
+    })
+    .await;
+    // Access tokens lived in memory only: the new control plane refreshes
+    // from the sealed refresh token, with no action from alice.
+    plane.restart().await;
+    let url = plane.url.clone();
+    eventually("alice's call goes through again", || async {
+        call(&url, ALICE).await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        plane.seen.lock().unwrap().last().map(String::as_str),
+        Some("alice")
+    );
+    assert_eq!(call(&url, BOB).await.0, 403, "bob never connected");
     plane.stop().await;
 }
