@@ -24,6 +24,8 @@ use crate::server::AbortOnDrop;
 pub const IDLE_TIMEOUT_SECS: u64 = 300;
 /// How long the server has to announce its message endpoint.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
+/// How long the server has to accept one POSTed message.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages buffered each way per session.
 const CHANNEL: usize = 64;
 /// Largest event accepted from the server (16 MiB).
@@ -164,7 +166,7 @@ impl Poster {
             if reader.0.is_finished() {
                 break;
             }
-            let mut req = self.client.post(&self.url).json(&msg);
+            let mut req = self.client.post(&self.url).timeout(POST_TIMEOUT).json(&msg);
             if let Some((name, value)) = &self.credential {
                 req = req.header(name.clone(), value.clone());
             }

@@ -215,6 +215,9 @@ fn fingerprint(up: &Upstream) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(format!("{:?}\0", up.transport));
+    // Which header carries the credential (its value may rotate freely).
+    let credential_header = up.credential.as_ref().map(|(name, _)| name.as_str());
+    h.update(format!("{credential_header:?}\0"));
     match &up.stdio {
         Some(spec) => h.update(spec.fingerprint()),
         None => {

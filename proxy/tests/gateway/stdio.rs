@@ -395,3 +395,36 @@ async fn an_unused_shared_process_is_stopped_and_restarted_on_demand() {
     assert_eq!(marked_children(mark), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_config_change_restarts_the_server_and_removal_stops_it() {
+    let gw = gateway_with("tracker", &demo_yaml("tracker", "before-change", "{}")).await;
+    let url = gw.url("tracker");
+    open_session(&url, ALICE).await;
+    assert_eq!(marked_children("before-change"), 1);
+    let servers = |extra: &str| {
+        format!("servers:\n  - name: demo\n    owner: eng\n    status: approved\n    endpoint: http://127.0.0.1:9/mcp\n{extra}")
+    };
+    gw.edit(
+        "servers.yaml",
+        &servers(&demo_yaml("tracker", "after-change", "{}")),
+    )
+    .await;
+    eventually("the old process stops", || {
+        marked_children("before-change") == 0
+    })
+    .await;
+    open_session(&url, ALICE).await;
+    assert_eq!(
+        marked_children("after-change"),
+        1,
+        "new sessions run the new spec"
+    );
+    gw.edit("policies.yaml", POLICIES).await;
+    gw.edit("servers.yaml", &servers("")).await;
+    eventually("a removed server's process stops", || {
+        marked_children("after-change") == 0
+    })
+    .await;
+    gw.stop().await;
+}
