@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn not_connected_is_a_403_naming_where_to_connect_without_a_challenge() {
+        let url = "https://cp.example.com/v1/connect/tracker";
+        let r = Refusal::NotConnected {
+            id: Some(json!("a")),
+            server: "tracker".into(),
+            connect_url: url.into(),
+        }
+        .to_response();
+        assert_eq!(r.status, 403);
+        // No WWW-Authenticate: the gateway token is fine, no sign-in helps.
+        assert!(r.headers.is_empty());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["id"], json!("a"));
+        assert_eq!(v["error"]["code"], ACCESS_REFUSED);
+        assert_eq!(v["error"]["data"]["connect_url"], url);
+        assert!(v["error"]["message"].as_str().unwrap().contains(url));
+    }
+
+    #[test]
     fn unauthorized_has_a_bearer_challenge() {
         let r = Refusal::unauthorized(true).to_response();
         assert_eq!(r.status, 401);

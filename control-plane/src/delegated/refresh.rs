@@ -87,6 +87,14 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
     }
 }
 
+/// Is `refresh_token` still the one stored for `(server, principal)`?
+fn still_stored(registry: &Registry, server: &str, principal: &str, refresh_token: &str) -> bool {
+    registry.store().delegated().is_ok_and(|rows| {
+        rows.iter()
+            .any(|(s, p, t)| s == server && p == principal && t == refresh_token)
+    })
+}
+
 /// Principals disabled in the published catalog.
 fn disabled_principals(registry: &Registry) -> std::collections::HashSet<String> {
     let current = registry.current();
@@ -151,6 +159,10 @@ async fn refresh_one(
     };
     registry.metrics().credential_refresh_failed(&c.server);
     let refused = matches!(why, TokenError::InvalidGrant(_));
+    if refused && !still_stored(registry, &c.server, principal, refresh_token) {
+        // The user reconnected meanwhile: the refused token was an old one.
+        return;
+    }
     if refused {
         // A dead refresh token: drop it; the user must connect again.
         if let Err(e) = registry.store().put_delegated(&c.server, principal, None) {

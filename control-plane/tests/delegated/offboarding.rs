@@ -102,5 +102,29 @@ async fn connections_survive_a_control_plane_restart() {
         Some("alice")
     );
     assert_eq!(call(&url, BOB).await.0, 403, "bob never connected");
+
+    // Alice disconnects herself: her token is no longer injected.
+    let resp = reqwest::Client::new()
+        .delete(&plane.connect_url)
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("alice must connect again", || async {
+        call(&url, ALICE).await.0 == 403
+    })
+    .await;
+    let c = admin(
+        reqwest::Method::GET,
+        plane.cp,
+        "/v1/servers/tracker/connections",
+    )
+    .await;
+    assert_eq!(
+        c,
+        serde_json::json!([]),
+        "nothing left of alice's connection"
+    );
     plane.stop().await;
 }
