@@ -14,6 +14,7 @@ mod sdk;
 mod security;
 mod stdio;
 mod stdio_fixture;
+mod stdio_lifecycle;
 mod stdio_memory;
 mod tls;
 mod virtual_servers;
