@@ -50,6 +50,7 @@ impl Gateway {
         streams: Arc<StreamRegistry>,
         seal: SessionSeal,
     ) -> Self {
+        let bridges = crate::bridge::Bridges::new(snapshots.clone());
         Gateway {
             snapshots: snapshots.clone(),
             streams,
@@ -57,8 +58,8 @@ impl Gateway {
             seal,
             auditor: None,
             metrics: None,
-            virtual_sessions: Arc::default(),
-            bridges: crate::bridge::Bridges::new(snapshots.clone()),
+            virtual_sessions: Arc::new(UpstreamSessions::new(bridges.clone())),
+            bridges,
         }
     }
 
@@ -338,9 +339,7 @@ impl ProxyHttp for Gateway {
         }
         if let Some(len) = route.body_len {
             // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
-            req.remove_header(&http::header::CONTENT_ENCODING);
-            req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-            req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+            crate::http_headers::set_checked_body(req, len)?;
         }
         Ok(())
     }

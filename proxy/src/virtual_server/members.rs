@@ -120,7 +120,7 @@ async fn list_member(
         let req =
             json!({"jsonrpc": "2.0", "id": page, "method": listing.method(), "params": params});
         let resp = pool
-            .send(up, auth.as_ref(), &opened, Bytes::from(req.to_string()))
+            .send(up, auth.clone(), &opened, Bytes::from(req.to_string()))
             .await?;
         if !resp.status().is_success() {
             return Err(format!("answered HTTP {}", resp.status()));

@@ -43,7 +43,7 @@ pub async fn resend(
         .ensure(&link.nonce, up, auth.clone(), &link.agent_protocol)
         .await?;
     let resp = pool
-        .send(up, auth.as_ref(), &opened, link.body.clone())
+        .send(up, auth.clone(), &opened, link.body.clone())
         .await?;
     let status = resp.status().as_u16();
     let content_type = resp

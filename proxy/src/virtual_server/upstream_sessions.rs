@@ -11,11 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use catalog::model::Transport;
 use catalog::Upstream;
 use dashmap::DashMap;
 use http::HeaderValue;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+
+use crate::bridge::{Bridges, BRIDGE_SECRET_HEADER};
 
 /// An upstream session unused this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -34,19 +37,26 @@ struct Slot {
     last_used: std::sync::Mutex<Instant>,
     /// Where and how to close it.
     url: String,
-    auth: Option<(http::HeaderName, HeaderValue)>,
+    headers: Headers,
 }
+
+/// Headers sent with every request to an upstream (its credential, and for
+/// a bridged server the bridge's secret).
+type Headers = Vec<(http::HeaderName, HeaderValue)>;
 
 /// Upstream sessions by (virtual session nonce, server name).
 pub struct UpstreamSessions {
     slots: DashMap<(String, Arc<str>), Arc<Slot>>,
     client: reqwest::Client,
     reaper: std::sync::Once,
+    bridges: Arc<Bridges>,
 }
 
-impl Default for UpstreamSessions {
-    fn default() -> Self {
+impl UpstreamSessions {
+    /// Sessions reaching stdio and legacy-SSE servers through `bridges`.
+    pub fn new(bridges: Arc<Bridges>) -> Self {
         UpstreamSessions {
+            bridges,
             slots: DashMap::new(),
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -58,13 +68,30 @@ impl Default for UpstreamSessions {
     }
 }
 
-/// The URL of an upstream's MCP endpoint.
-pub fn endpoint_url(up: &Upstream) -> String {
-    let scheme = if up.endpoint.tls { "https" } else { "http" };
-    format!(
-        "{scheme}://{}{}",
-        up.endpoint.authority, up.endpoint.path_and_query
-    )
+/// Where requests to `up` go, and the headers they carry: its endpoint
+/// with its credential, or for a bridged server (stdio, legacy SSE) its
+/// bridge on loopback with the bridge secret too.
+async fn target(
+    bridges: &Arc<Bridges>,
+    up: &Upstream,
+    auth: Option<(http::HeaderName, HeaderValue)>,
+) -> Result<(String, Headers), String> {
+    let mut headers: Headers = auth.into_iter().collect();
+    if up.transport == Transport::StreamableHttp {
+        let scheme = if up.endpoint.tls { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}{}",
+            up.endpoint.authority, up.endpoint.path_and_query
+        );
+        return Ok((url, headers));
+    }
+    let addr = bridges.peer_addr(up).await?;
+    let secret = HeaderValue::from_str(bridges.secret()).map_err(|e| e.to_string())?;
+    headers.push((http::HeaderName::from_static(BRIDGE_SECRET_HEADER), secret));
+    Ok((
+        format!("http://{addr}{}", up.endpoint.path_and_query),
+        headers,
+    ))
 }
 
 impl UpstreamSessions {
@@ -78,7 +105,7 @@ impl UpstreamSessions {
         protocol: &str,
     ) -> Result<Opened, String> {
         self.reaper.call_once(|| self.start_reaper());
-        let url = endpoint_url(up);
+        let (url, headers) = target(&self.bridges, up, auth).await?;
         let slot = self
             .slots
             .entry((nonce.to_string(), up.name.clone()))
@@ -87,7 +114,7 @@ impl UpstreamSessions {
                     opened: Mutex::new(None),
                     last_used: std::sync::Mutex::new(Instant::now()),
                     url: url.clone(),
-                    auth: auth.clone(),
+                    headers: headers.clone(),
                 })
             })
             .clone();
@@ -97,7 +124,7 @@ impl UpstreamSessions {
             return Ok(o.clone());
         }
         let fresh = self
-            .initialize(&url, auth.as_ref(), protocol)
+            .initialize(&url, &headers, protocol)
             .await
             .map_err(|e| format!("cannot open a session on {}: {e}", up.name))?;
         *opened = Some(fresh.clone());
@@ -178,13 +205,13 @@ impl UpstreamSessions {
     pub async fn send(
         &self,
         up: &Upstream,
-        auth: Option<&(http::HeaderName, HeaderValue)>,
+        auth: Option<(http::HeaderName, HeaderValue)>,
         opened: &Opened,
         body: bytes::Bytes,
     ) -> Result<reqwest::Response, String> {
-        let url = endpoint_url(up);
+        let (url, headers) = target(&self.bridges, up, auth).await?;
         let session = opened.session.as_deref();
-        self.post(&url, auth, session, Some(&opened.protocol), body)
+        self.post(&url, &headers, session, Some(&opened.protocol), body)
             .await
     }
 
@@ -213,7 +240,7 @@ impl UpstreamSessions {
                 .delete(&slot.url)
                 .header("mcp-session-id", sid)
                 .header("mcp-protocol-version", protocol);
-            if let Some((name, value)) = &slot.auth {
+            for (name, value) in &slot.headers {
                 req = req.header(name, value);
             }
             // Best effort: the upstream expires sessions on its own too.
@@ -224,7 +251,7 @@ impl UpstreamSessions {
     async fn initialize(
         &self,
         url: &str,
-        auth: Option<&(http::HeaderName, HeaderValue)>,
+        headers: &Headers,
         protocol: &str,
     ) -> Result<Opened, String> {
         let init = json!({
@@ -237,7 +264,9 @@ impl UpstreamSessions {
                 "clientInfo": {"name": "toolgate", "version": env!("CARGO_PKG_VERSION")},
             }
         });
-        let resp = self.post(url, auth, None, None, init.to_string()).await?;
+        let resp = self
+            .post(url, headers, None, None, init.to_string())
+            .await?;
         let status = resp.status();
         let session = resp
             .headers()
@@ -260,7 +289,7 @@ impl UpstreamSessions {
         let resp = self
             .post(
                 url,
-                auth,
+                headers,
                 session.as_deref(),
                 Some(&agreed),
                 done.to_string(),
@@ -281,7 +310,7 @@ impl UpstreamSessions {
     async fn post(
         &self,
         url: &str,
-        auth: Option<&(http::HeaderName, HeaderValue)>,
+        headers: &Headers,
         session: Option<&str>,
         protocol: Option<&str>,
         body: impl Into<reqwest::Body>,
@@ -292,7 +321,7 @@ impl UpstreamSessions {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(body);
-        if let Some((name, value)) = auth {
+        for (name, value) in headers {
             req = req.header(name, value);
         }
         if let Some(sid) = session {

@@ -412,3 +412,80 @@ virtual_servers:
     client.cancel().await.unwrap();
     s.gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_virtual_server_spans_http_and_stdio_servers() {
+    use crate::stdio_fixture::{demo_yaml, eventually, marked_children};
+    let http = Upstream::start(true).await;
+    let gw = Gateway::start(http.addr).await;
+    let mark = "virtual-mixed";
+    gw.edit(
+        "servers.yaml",
+        &format!(
+            "servers:\n  - name: demo\n    owner: eng\n    status: approved\n    endpoint: http://{}/mcp\n    auth: {{type: bearer, secret: file:upstream-token}}\n    tools: [{{name: search_issues}}, {{name: create_issue}}]\n{}",
+            http.addr,
+            demo_yaml("local", mark, "{mode: per-session}")
+        ),
+    )
+    .await;
+    gw.edit(
+        "virtual.yaml",
+        "virtual_servers:\n  - {name: mixed, naming: prefixed, tools: [{server: demo, tools: [search_issues]}, {server: local, tools: [search_issues, create_issue]}], access: {teams: [support]}}\n",
+    )
+    .await;
+    let client =
+        ().serve(client_transport(gw.url("mixed"), BOB))
+            .await
+            .expect("initialize on the virtual server");
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "demo_search_issues",
+            "local_create_issue",
+            "local_search_issues"
+        ]
+    );
+    assert_eq!(marked_children(mark), 0, "no process before the first call");
+    let text = |r: rmcp::model::CallToolResult| format!("{r:?}");
+    let created = client
+        .call_tool(
+            CallToolRequestParams::new("local_create_issue")
+                .with_arguments(args(json!({"title": "from stdio"}))),
+        )
+        .await
+        .unwrap();
+    assert!(text(created).contains("from stdio"));
+    // The same process (one per agent session) remembers it.
+    let found = client
+        .call_tool(
+            CallToolRequestParams::new("local_search_issues")
+                .with_arguments(args(json!({"query": "from stdio"}))),
+        )
+        .await
+        .unwrap();
+    assert!(text(found).contains("1 issue(s) match"));
+    let remote = client
+        .call_tool(
+            CallToolRequestParams::new("demo_search_issues")
+                .with_arguments(args(json!({"query": "Login"}))),
+        )
+        .await
+        .unwrap();
+    assert!(text(remote).contains("1 issue(s) match"));
+    assert_eq!(marked_children(mark), 1);
+    // Ending the agent's session ends the upstream sessions: the process goes.
+    client.cancel().await.unwrap();
+    eventually("the stdio process ends with the session", || {
+        marked_children(mark) == 0
+    })
+    .await;
+    gw.stop().await;
+}
