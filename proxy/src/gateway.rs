@@ -13,12 +13,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use catalog::model::SpoolFull;
-
 use crate::admit::{self, Admitted, Rejected, Route};
-use crate::audit::{AuditEvent, Auditor, ResponseTap};
+use crate::audit::{Auditor, ResponseTap};
 use crate::error::Refusal;
-use crate::filter::{self, Filtered, ListIds};
+use crate::filter;
 use crate::http_headers::{strip_request, strip_response};
 use crate::large_body;
 use crate::metrics::{ProxyMetrics, RequestTally, ToolDecision};
@@ -28,6 +26,9 @@ use crate::streams::{StreamGuard, StreamRegistry};
 use crate::tls::CaCache;
 use crate::trace::TraceContext;
 use crate::virtual_server::{self, Outcome, UpstreamLink, UpstreamSessions};
+
+mod audit_hooks;
+mod response_hooks;
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 pub struct Gateway {
@@ -525,50 +526,6 @@ impl Gateway {
         }
     }
 
-    /// A virtual server's call met an upstream that forgot its session (it
-    /// restarted): the call is sent again in a new session and its answer
-    /// replaces the 404; if that fails too, the agent gets a retryable error.
-    async fn reopen_virtual_session(
-        &self,
-        resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-        link: &UpstreamLink,
-    ) -> Result<()> {
-        let Some(route) = ctx.route.as_ref() else {
-            return Ok(());
-        };
-        let server = route.upstream().name.clone();
-        let pool = &self.virtual_sessions;
-        pool.forget(&link.nonce, &server, route.upstream_session.as_deref())
-            .await;
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-        match virtual_server::resend::resend(pool, route, link).await {
-            Ok(resent) => {
-                tracing::info!(%server, "upstream of a virtual server restarted: call sent again in a new session");
-                resp.set_status(resent.status)?;
-                let content_type = resent.content_type.as_deref().unwrap_or("application/json");
-                resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-                if self.auditor.is_some() {
-                    ctx.audit.tap.sse = content_type.starts_with("text/event-stream");
-                    ctx.audit.tap.active = true;
-                }
-                ctx.response = ResponseMode::Replace(resent.body.to_vec());
-            }
-            Err(e) => {
-                tracing::warn!(%server, error = %e, "upstream of a virtual server restarted and cannot be reached again");
-                resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                let refusal = Refusal::UpstreamRestarted {
-                    id: route.reply_id.clone(),
-                    server: server.to_string(),
-                };
-                ctx.response = ResponseMode::Replace(refusal.to_response().body);
-            }
-        }
-        Ok(())
-    }
-
     /// Answers a refusal: counted in the metrics, its size kept for the audit record.
     async fn refuse(
         &self,
@@ -581,150 +538,6 @@ impl Gateway {
             m.refused(&mut ctx.tally, refusal, &snapshot, session.req_header());
         }
         ctx.audit.tap.total = respond(session, refusal).await? as u64;
-        Ok(())
-    }
-
-    /// When the audit spool is full: refuse a `tools/call` for a server that
-    /// fails closed, or count its record as dropped.
-    fn audit_capacity(&self, route: &Route, ctx: &mut RequestCtx) -> Option<Refusal> {
-        let auditor = self.auditor.as_ref()?;
-        if auditor.accepting() || !route.calls_tools {
-            return None;
-        }
-        ctx.audit.skip = true;
-        match route.upstream().audit.when_spool_full {
-            SpoolFull::Reject => {
-                auditor.note_rejected();
-                if let Some(m) = &self.metrics {
-                    m.audit.rejected(route.server_name());
-                }
-                tracing::warn!(
-                    server = route.server_name(),
-                    "audit spool full: tool call refused (when_spool_full: reject)"
-                );
-                Some(Refusal::AuditUnavailable {
-                    id: route.reply_id.clone(),
-                })
-            }
-            SpoolFull::Drop => {
-                auditor.note_dropped();
-                if let Some(m) = &self.metrics {
-                    m.audit.dropped(route.server_name(), 1);
-                }
-                tracing::warn!(
-                    server = route.server_name(),
-                    "audit spool full: tool call served without a record (when_spool_full: drop)"
-                );
-                None
-            }
-        }
-    }
-
-    /// Hands the request's audit event to the writer (never waits).
-    fn audit(&self, session: &Session, status: u16, ctx: &mut RequestCtx) {
-        let Some(auditor) = &self.auditor else {
-            return;
-        };
-        if ctx.audit.skip {
-            return;
-        }
-        let state = std::mem::take(&mut ctx.audit);
-        let route = ctx.route.take().or(state.refused_route);
-        if !auditor.accepting() {
-            // Admitted calls of fail-closed servers were let in before the
-            // spool filled: they are kept. Everything else is counted.
-            let keep = state.refusal.is_none()
-                && route.as_ref().is_some_and(|r| {
-                    r.calls_tools && r.upstream().audit.when_spool_full == SpoolFull::Reject
-                });
-            if !keep {
-                auditor.note_dropped();
-                return;
-            }
-        }
-        let req = session.req_header();
-        auditor.submit(AuditEvent {
-            ts_ms: ctx.arrived_unix_ms,
-            latency_us: ctx.arrived.elapsed().as_micros() as u64,
-            path: req.uri.path().to_string(),
-            http_method: req.method.clone(),
-            route,
-            body: state.body,
-            refusal: state.refusal,
-            http_status: status,
-            upstream_failed: state.upstream_failed,
-            response: state.tap,
-            session_id: req
-                .headers
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            issued_session: state.issued_session,
-            trace_id: ctx.trace.take().map(|t| t.trace_id),
-        });
-    }
-
-    /// Filters `tools/list` results; ends the response if the caller lost access.
-    fn filter_body(
-        &self,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let Some(route) = ctx.route.as_mut() else {
-            return Ok(());
-        };
-        route.refresh(&self.snapshots).map_err(|r| {
-            Error::explain(
-                ErrorType::HTTPStatus(403),
-                format!("access ended mid-response: {r}"),
-            )
-        })?;
-        let allowed = |tool: &str| route.can_call(tool);
-        match &mut ctx.response {
-            ResponseMode::PassThrough => {}
-            ResponseMode::Replace(replacement) => {
-                *body = end_of_stream.then(|| Bytes::from(std::mem::take(replacement)));
-            }
-            ResponseMode::Json(buf) => {
-                if let Some(chunk) = body.take() {
-                    buf.extend_from_slice(&chunk);
-                }
-                if buf.len() > MAX_FILTERED_JSON {
-                    return Error::e_explain(
-                        ErrorType::InternalError,
-                        "tools/list response too large to filter",
-                    );
-                }
-                if end_of_stream {
-                    let whole = std::mem::take(buf);
-                    let out = match filter::filter_message(&whole, &route.list_ids, &allowed) {
-                        Filtered::Unchanged => whole,
-                        Filtered::Rewritten(out) => out,
-                        Filtered::Unreadable => filter::unreadable_error(),
-                    };
-                    *body = Some(Bytes::from(out));
-                }
-            }
-            ResponseMode::Sse(rewriter) => {
-                let chunk = body.take().unwrap_or_default();
-                let ids: &ListIds = &route.list_ids;
-                let mut out = rewriter
-                    .push(
-                        &chunk,
-                        &mut |data| match filter::filter_message(data, ids, &allowed) {
-                            Filtered::Unchanged => None,
-                            Filtered::Rewritten(out) => Some(out),
-                            Filtered::Unreadable => Some(filter::unreadable_error()),
-                        },
-                    )
-                    .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
-                if end_of_stream {
-                    out.extend(rewriter.finish());
-                }
-                *body = Some(Bytes::from(out));
-            }
-        }
         Ok(())
     }
 }

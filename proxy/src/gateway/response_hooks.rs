@@ -1,0 +1,121 @@
+//! Response rewriting: `tools/list` results filtered for the caller (JSON
+//! or SSE), and a virtual server's call resent when its upstream restarted.
+
+use bytes::Bytes;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+
+use super::{Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
+use crate::error::Refusal;
+use crate::filter::{self, Filtered, ListIds};
+use crate::virtual_server::{self, UpstreamLink};
+
+impl Gateway {
+    /// Filters `tools/list` results; ends the response if the caller lost access.
+    pub(super) fn filter_body(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_mut() else {
+            return Ok(());
+        };
+        route.refresh(&self.snapshots).map_err(|r| {
+            Error::explain(
+                ErrorType::HTTPStatus(403),
+                format!("access ended mid-response: {r}"),
+            )
+        })?;
+        let allowed = |tool: &str| route.can_call(tool);
+        match &mut ctx.response {
+            ResponseMode::PassThrough => {}
+            ResponseMode::Replace(replacement) => {
+                *body = end_of_stream.then(|| Bytes::from(std::mem::take(replacement)));
+            }
+            ResponseMode::Json(buf) => {
+                if let Some(chunk) = body.take() {
+                    buf.extend_from_slice(&chunk);
+                }
+                if buf.len() > MAX_FILTERED_JSON {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "tools/list response too large to filter",
+                    );
+                }
+                if end_of_stream {
+                    let whole = std::mem::take(buf);
+                    let out = match filter::filter_message(&whole, &route.list_ids, &allowed) {
+                        Filtered::Unchanged => whole,
+                        Filtered::Rewritten(out) => out,
+                        Filtered::Unreadable => filter::unreadable_error(),
+                    };
+                    *body = Some(Bytes::from(out));
+                }
+            }
+            ResponseMode::Sse(rewriter) => {
+                let chunk = body.take().unwrap_or_default();
+                let ids: &ListIds = &route.list_ids;
+                let mut out = rewriter
+                    .push(
+                        &chunk,
+                        &mut |data| match filter::filter_message(data, ids, &allowed) {
+                            Filtered::Unchanged => None,
+                            Filtered::Rewritten(out) => Some(out),
+                            Filtered::Unreadable => Some(filter::unreadable_error()),
+                        },
+                    )
+                    .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
+                if end_of_stream {
+                    out.extend(rewriter.finish());
+                }
+                *body = Some(Bytes::from(out));
+            }
+        }
+        Ok(())
+    }
+
+    /// A virtual server's call met an upstream that forgot its session (it
+    /// restarted): the call is sent again in a new session and its answer
+    /// replaces the 404; if that fails too, the agent gets a retryable error.
+    pub(super) async fn reopen_virtual_session(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+        link: &UpstreamLink,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(());
+        };
+        let server = route.upstream().name.clone();
+        let pool = &self.virtual_sessions;
+        pool.forget(&link.nonce, &server, route.upstream_session.as_deref())
+            .await;
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        match virtual_server::resend::resend(pool, route, link).await {
+            Ok(resent) => {
+                tracing::info!(%server, "upstream of a virtual server restarted: call sent again in a new session");
+                resp.set_status(resent.status)?;
+                let content_type = resent.content_type.as_deref().unwrap_or("application/json");
+                resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+                if self.auditor.is_some() {
+                    ctx.audit.tap.sse = content_type.starts_with("text/event-stream");
+                    ctx.audit.tap.active = true;
+                }
+                ctx.response = ResponseMode::Replace(resent.body.to_vec());
+            }
+            Err(e) => {
+                tracing::warn!(%server, error = %e, "upstream of a virtual server restarted and cannot be reached again");
+                resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                let refusal = Refusal::UpstreamRestarted {
+                    id: route.reply_id.clone(),
+                    server: server.to_string(),
+                };
+                ctx.response = ResponseMode::Replace(refusal.to_response().body);
+            }
+        }
+        Ok(())
+    }
+}
