@@ -152,6 +152,12 @@ pub(super) async fn finish_connect(
     let Some(code) = q.code else {
         return page(StatusCode::BAD_REQUEST, "no authorization code".into());
     };
+    if refresh::disabled_principals(&s.registry).contains(&flow.principal) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "this account has been disabled".into(),
+        );
+    }
     let Ok(client) = delegated_client(&s, &flow.server) else {
         return page(
             StatusCode::NOT_FOUND,

@@ -60,7 +60,8 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
                     let disabled = disabled_principals(&registry);
                     for (server, principal, refresh_token) in rows {
                         if disabled.contains(&principal) {
-                            // Disabled in config/ (the API deletes at once).
+                            // Disabled in config/ (the API deletes at once),
+                            // or disabled while connecting.
                             offboard(&registry, &principal);
                             continue;
                         }
@@ -95,17 +96,22 @@ fn still_stored(registry: &Registry, server: &str, principal: &str, refresh_toke
     })
 }
 
-/// Principals disabled in the published catalog.
-fn disabled_principals(registry: &Registry) -> std::collections::HashSet<String> {
+/// Principals disabled in the published catalog or through the API.
+pub(crate) fn disabled_principals(registry: &Registry) -> std::collections::HashSet<String> {
     let current = registry.current();
-    current
+    let mut disabled: std::collections::HashSet<String> = current
         .document
         .sources
         .iter()
         .flat_map(|(_, f)| &f.principals)
         .filter(|p| p.disabled)
         .map(|p| p.name.clone())
-        .collect()
+        .collect();
+    // Disabled through the API, including names only an IdP signs in.
+    if let Ok(state) = registry.store().state() {
+        disabled.extend(state.disabled);
+    }
+    disabled
 }
 
 /// Deletes every delegated token of a disabled principal.

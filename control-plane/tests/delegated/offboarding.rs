@@ -30,6 +30,30 @@ async fn disabling_a_user_deletes_their_delegated_tokens() {
     })
     .await;
 
+    // Carol is disabled while she is at the authorization server: her
+    // connection does not complete.
+    let callback = sign_in(&start(cp_addr, CAROL).await, "carol").await;
+    admin(
+        reqwest::Method::POST,
+        cp_addr,
+        "/v1/principals/carol/disable",
+    )
+    .await;
+    assert_eq!(open(&callback).await.0, 403);
+    let c = admin(
+        reqwest::Method::GET,
+        cp_addr,
+        "/v1/servers/tracker/connections",
+    )
+    .await;
+    assert!(
+        c.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["principal"] != "carol"),
+        "{c}"
+    );
+
     // Offboarding: disabling bob deletes his delegated tokens; the next
     // snapshot no longer carries them, and re-enabling does not bring them back.
     let off = admin(reqwest::Method::POST, cp_addr, "/v1/principals/bob/disable").await;
