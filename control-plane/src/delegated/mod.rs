@@ -3,9 +3,14 @@
 //!
 //! Design:
 //! - A user connects once: `GET /v1/connect/{server}` with their gateway
-//!   token (PAT) creates a single-use `state` and a PKCE S256 verifier, kept
-//!   in memory for [`FLOW_TTL`], and answers 302 to the authorization
-//!   server (`toolgate connect SERVER` prints that URL to open).
+//!   token (a PAT or an identity provider's JWT, checked as a proxy would,
+//!   and the server must be granted to them) creates a single-use `state`
+//!   and a PKCE S256 verifier, kept in memory for [`FLOW_TTL`] (a control
+//!   plane restart abandons flows in progress, never connections), and
+//!   answers 302 to the authorization server (`toolgate connect SERVER`
+//!   prints that URL to open). The redirect URI is
+//!   `{public URL}/v1/connect/callback` ([`Delegated::set_public_url`];
+//!   default the listen address).
 //!   `GET /v1/connect/callback?code&state` takes the state (once), exchanges
 //!   the code with the verifier at the token endpoint, stores the refresh
 //!   token sealed (AES-256-GCM bound to `delegated:{server}:{principal}`, its
@@ -21,7 +26,10 @@
 //!   disabled principal; they inject the caller's own token and refuse a
 //!   caller without one (JSON-RPC error naming the connect URL).
 //! - Disabling a principal deletes their delegated tokens (offboarding in
-//!   one action) and the next snapshot stops shipping them.
+//!   one action; `disabled: true` in `config/` on the refresher's next pass)
+//!   and the next snapshot stops shipping them. A 403 rather than 401 for
+//!   an unconnected caller: their gateway token is valid, and a 401 would
+//!   send MCP clients into the gateway's own sign-in.
 
 pub mod flow;
 pub mod refresh;
