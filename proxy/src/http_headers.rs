@@ -81,15 +81,27 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// The extra hop-by-hop headers a `Connection` header lists (rarely any).
-fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+/// Is `name` (lower case, as `http` stores names) listed by a `Connection` header?
+fn connection_listed(headers: &http::HeaderMap, name: &str) -> bool {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && !HOP_BY_HOP.contains(&t.as_str()))
+        .any(|t| t.trim().eq_ignore_ascii_case(name))
+}
+
+/// The headers present in `headers` that `drop` selects (one pass over the
+/// names present; removing an absent name would parse and hash it).
+fn present(
+    headers: &http::HeaderMap,
+    drop: impl Fn(&str) -> bool,
+) -> Vec<http::header::HeaderName> {
+    let listed = headers.contains_key(http::header::CONNECTION);
+    headers
+        .keys()
+        .filter(|name| drop(name.as_str()) || (listed && connection_listed(headers, name.as_str())))
+        .cloned()
         .collect()
 }
 
@@ -111,25 +123,46 @@ const CALLER_ONLY: &[&str] = &[
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
 pub fn strip_request(req: &mut RequestHeader) {
-    for name in connection_listed(&req.headers) {
-        req.remove_header(name.as_str());
+    let drop = |n: &str| HOP_BY_HOP.contains(&n) || CALLER_ONLY.contains(&n) || n == "expect";
+    for name in present(&req.headers, drop) {
+        req.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+}
+
+/// Frames a request whose body the gateway checked: `len` bytes of UTF-8
+/// JSON, not encoded. Headers that already say so exactly are left as they
+/// are (rewriting a header costs more than comparing it).
+pub fn set_checked_body(req: &mut RequestHeader, len: usize) -> pingora_error::Result<()> {
+    if req.headers.contains_key(http::header::CONTENT_ENCODING) {
+        req.remove_header(&http::header::CONTENT_ENCODING);
     }
-    for name in CALLER_ONLY {
-        req.remove_header(*name);
+    if !has_only(
+        &req.headers,
+        &http::header::CONTENT_TYPE,
+        b"application/json",
+    ) {
+        req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     }
-    req.remove_header("expect");
+    let len = len.to_string();
+    if !has_only(&req.headers, &http::header::CONTENT_LENGTH, len.as_bytes()) {
+        req.insert_header(http::header::CONTENT_LENGTH, len)?;
+    }
+    Ok(())
+}
+
+/// Does `name` occur exactly once, with exactly `value`?
+fn has_only(headers: &http::HeaderMap, name: &http::header::HeaderName, value: &[u8]) -> bool {
+    let mut values = headers.get_all(name).iter();
+    matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == value)
 }
 
 /// Removes hop-by-hop headers from an upstream response.
 pub fn strip_response(resp: &mut ResponseHeader) {
-    for name in connection_listed(&resp.headers) {
-        resp.remove_header(name.as_str());
-    }
     // Pingora frames the response itself: transfer-encoding stays for it.
-    for name in HOP_BY_HOP.iter().filter(|n| **n != "transfer-encoding") {
-        resp.remove_header(*name);
+    let drop = |n: &str| n != "transfer-encoding" && HOP_BY_HOP.contains(&n);
+    for name in present(&resp.headers, drop) {
+        if name != http::header::TRANSFER_ENCODING {
+            resp.remove_header(&name);
+        }
     }
 }

@@ -20,7 +20,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// Continues the agent's trace from its `traceparent`, or starts one.
     pub fn from_header(traceparent: Option<&[u8]>) -> Self {
-        let span_id = format!("{:016x}", nonzero_random());
+        let span_id = hex16(&[nonzero_random()]);
         match traceparent.and_then(parse) {
             Some((trace_id, flags)) => TraceContext {
                 trace_id,
@@ -28,7 +28,7 @@ impl TraceContext {
                 flags,
             },
             None => TraceContext {
-                trace_id: format!("{:016x}{:016x}", nonzero_random(), nonzero_random()),
+                trace_id: hex16(&[nonzero_random(), nonzero_random()]),
                 span_id,
                 flags: "01".to_string(),
             },
@@ -37,8 +37,24 @@ impl TraceContext {
 
     /// The `traceparent` header value to send upstream.
     pub fn header_value(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+        let mut value = String::with_capacity(55);
+        for part in ["00-", &self.trace_id, "-", &self.span_id, "-", &self.flags] {
+            value.push_str(part);
+        }
+        value
     }
+}
+
+/// Lower-case hex of `words`, 16 digits each (no `format!`: this runs per request).
+fn hex16(words: &[u64]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16 * words.len());
+    for word in words {
+        for shift in (0..16).rev() {
+            out.push(DIGITS[(word >> (shift * 4)) as usize & 0xf] as char);
+        }
+    }
+    out
 }
 
 /// Parses `00-<32 hex>-<16 hex>-<2 hex>` (and later versions' leading fields);
@@ -82,6 +98,13 @@ fn nonzero_random() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_match_format() {
+        for w in [1u64, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(hex16(&[w, 7]), format!("{w:016x}{:016x}", 7));
+        }
+    }
 
     #[test]
     fn keeps_a_valid_trace_and_replaces_the_parent() {
