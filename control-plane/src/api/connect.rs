@@ -103,7 +103,7 @@ pub(super) async fn start_connect(
     let verifier = flow::random_token();
     let url = flow::authorize_url(&client, &delegated.redirect_uri(), &state, &verifier)
         .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
-    delegated.start(
+    let started = delegated.start(
         state,
         PendingFlow {
             principal,
@@ -112,6 +112,12 @@ pub(super) async fn start_connect(
             started: std::time::Instant::now(),
         },
     );
+    if !started {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections in progress: finish or wait for one (10 minutes)",
+        ));
+    }
     Ok((
         StatusCode::FOUND,
         [

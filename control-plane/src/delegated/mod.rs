@@ -44,6 +44,10 @@ use serde::Serialize;
 /// How long a started connection (state + PKCE verifier) stays valid.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
 
+/// Most connections in progress at once, and per user.
+const MAX_PENDING: usize = 10_000;
+const MAX_PENDING_PER_USER: usize = 20;
+
 /// A connection started at `GET /v1/connect/{server}`, awaiting its callback.
 #[derive(Debug)]
 pub struct PendingFlow {
@@ -148,11 +152,20 @@ impl Delegated {
         Ok(snapshot)
     }
 
-    /// Remembers a started flow under its `state`.
-    pub fn start(&self, state: String, flow: PendingFlow) {
+    /// Remembers a started flow under its `state`; false when too many are
+    /// in progress (a user cannot make the control plane hold unbounded state).
+    pub fn start(&self, state: String, flow: PendingFlow) -> bool {
         let mut pending = lock(&self.pending);
         pending.retain(|_, f| f.started.elapsed() < FLOW_TTL);
+        let mine = pending
+            .values()
+            .filter(|f| f.principal == flow.principal)
+            .count();
+        if pending.len() >= MAX_PENDING || mine >= MAX_PENDING_PER_USER {
+            return false;
+        }
         pending.insert(state, flow);
+        true
     }
 
     /// Takes the flow of `state`: single use, and only within [`FLOW_TTL`].
@@ -278,4 +291,49 @@ pub(crate) fn ship(
         }
     }
     doc.delegated = shipped;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(principal: &str) -> PendingFlow {
+        PendingFlow {
+            principal: principal.into(),
+            server: "tracker".into(),
+            verifier: flow::random_token(),
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_state_is_taken_once() {
+        let d = Delegated::default();
+        assert!(d.start("s1".into(), flow("alice")));
+        assert!(d.take("forged").is_none());
+        assert_eq!(d.take("s1").map(|f| f.principal), Some("alice".into()));
+        assert!(d.take("s1").is_none(), "single use");
+    }
+
+    #[test]
+    fn a_user_cannot_pile_up_flows() {
+        let d = Delegated::default();
+        for i in 0..MAX_PENDING_PER_USER {
+            assert!(d.start(format!("a{i}"), flow("alice")));
+        }
+        assert!(!d.start("one-more".into(), flow("alice")));
+        assert!(d.start("b".into(), flow("bob")), "others are not affected");
+    }
+
+    #[test]
+    fn pkce_challenge_is_rfc7636_s256() {
+        // RFC 7636 appendix B.
+        assert_eq!(
+            flow::challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let v = flow::random_token();
+        assert_eq!(v.len(), 43, "43 characters: the shortest verifier allowed");
+        assert_ne!(v, flow::random_token());
+    }
 }
