@@ -243,12 +243,15 @@ fn validate(c: &Catalog, errors: &mut Vec<ConfigError>) {
                 token_url,
                 client_id,
                 client_secret,
+                revocation_url,
                 ..
             } => {
-                for (field, url) in [
-                    ("authorization_url", authorization_url),
-                    ("token_url", token_url),
-                ] {
+                let urls = [
+                    ("authorization_url", Some(authorization_url)),
+                    ("token_url", Some(token_url)),
+                    ("revocation_url", revocation_url.as_ref()),
+                ];
+                for (field, url) in urls.into_iter().filter_map(|(f, u)| Some((f, u?))) {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         err(
                             &l.file,

@@ -379,6 +379,11 @@ pub enum UpstreamAuth {
         /// Space-separated scopes to request.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scope: Option<String>,
+        /// The authorization server's revocation endpoint (RFC 7009): a
+        /// user's refresh token is revoked there when they disconnect or are
+        /// disabled (else it is only deleted here).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revocation_url: Option<String>,
     },
 }
 

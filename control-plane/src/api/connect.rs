@@ -210,10 +210,12 @@ pub(super) async fn disconnect(
 ) -> ApiResult<Json<Value>> {
     let principal = user(&s, &headers, &server)?;
     delegated_client(&s, &server)?;
+    let rows = stored_of(&s, &principal, Some(&server))?;
     s.registry
         .store()
         .put_delegated(&server, &principal, None)
         .map_err(RegistryError::from)?;
+    tokio::spawn(refresh::revoke_all(s.registry.clone(), rows));
     s.registry.delegated().forget(&server, &principal);
     s.registry.republish()?;
     Ok(Json(
@@ -221,16 +223,36 @@ pub(super) async fn disconnect(
     ))
 }
 
-/// Deletes every delegated token of `principal` and forgets their
-/// connections (offboarding); the caller publishes the next snapshot.
+/// Deletes every delegated token of `principal`, forgets their connections
+/// and revokes the refresh tokens at the authorization servers that have a
+/// revocation endpoint (offboarding); the caller publishes the next snapshot.
 pub(super) fn offboard(s: &AppState, principal: &str) -> ApiResult<usize> {
+    let rows = stored_of(s, principal, None)?;
     let n = s
         .registry
         .store()
         .delete_delegated(principal)
         .map_err(RegistryError::from)?;
     s.registry.delegated().forget_principal(principal);
+    tokio::spawn(refresh::revoke_all(s.registry.clone(), rows));
     Ok(n)
+}
+
+/// `principal`'s stored refresh tokens (on `server`, or all).
+fn stored_of(
+    s: &AppState,
+    principal: &str,
+    server: Option<&str>,
+) -> ApiResult<Vec<(String, String, String)>> {
+    let rows = s
+        .registry
+        .store()
+        .delegated()
+        .map_err(RegistryError::from)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(sv, p, _)| p == principal && server.is_none_or(|x| x == sv))
+        .collect())
 }
 
 /// `GET /v1/servers/{name}/connections`: users connected, expiry, last error.

@@ -29,6 +29,8 @@ pub struct Client {
     pub client_secret: Option<Result<String, String>>,
     /// Scopes.
     pub scope: Option<String>,
+    /// Revocation endpoint (RFC 7009).
+    pub revocation_url: Option<String>,
 }
 
 /// The delegated server `server` as currently published, if it is one.
@@ -48,6 +50,7 @@ pub fn clients(registry: &Registry) -> Vec<Client> {
                 client_id,
                 client_secret,
                 scope,
+                revocation_url,
             } = &s.auth
             {
                 out.push(Client {
@@ -57,6 +60,7 @@ pub fn clients(registry: &Registry) -> Vec<Client> {
                     client_id: client_id.clone(),
                     client_secret: client_secret.as_ref().map(|r| registry.resolve_secret(r)),
                     scope: scope.clone(),
+                    revocation_url: revocation_url.clone(),
                 });
             }
         }
@@ -160,6 +164,33 @@ pub async fn refresh(
         ("client_id", c.client_id.as_str()),
     ];
     token_request(http, c, &form).await
+}
+
+/// Revokes `refresh_token` at the revocation endpoint (RFC 7009), if the
+/// server has one. Errors name the status, never the token.
+pub async fn revoke(http: &reqwest::Client, c: &Client, refresh_token: &str) -> Result<(), String> {
+    let Some(url) = &c.revocation_url else {
+        return Ok(());
+    };
+    let form = [
+        ("token", refresh_token),
+        ("token_type_hint", "refresh_token"),
+        ("client_id", c.client_id.as_str()),
+    ];
+    let mut req = http.post(url).form(&form);
+    match &c.client_secret {
+        None => {}
+        Some(Ok(secret)) => req = req.basic_auth(&c.client_id, Some(secret)),
+        Some(Err(m)) => return Err(format!("client secret: {m}")),
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("revocation endpoint unreachable: {}", e.without_url()))?;
+    match resp.status() {
+        s if s.is_success() => Ok(()),
+        s => Err(format!("revocation endpoint answered {s}")),
+    }
 }
 
 async fn token_request(

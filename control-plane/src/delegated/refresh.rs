@@ -43,6 +43,26 @@ pub fn store_tokens(
     Ok(())
 }
 
+/// Revokes `rows` (`(server, principal, refresh token)`, already deleted
+/// here) at their servers' revocation endpoints; failures are logged.
+pub async fn revoke_all(registry: Arc<Registry>, rows: Vec<(String, String, String)>) {
+    let http = http_client();
+    for (server, principal, token) in rows {
+        let Some(c) = flow::client(&registry, &server) else {
+            continue;
+        };
+        match flow::revoke(&http, &c, &token).await {
+            Ok(()) if c.revocation_url.is_some() => {
+                tracing::info!(server, principal, "delegated refresh token revoked")
+            }
+            Ok(()) => {}
+            Err(why) => {
+                tracing::warn!(server, principal, reason = %why, "cannot revoke a delegated refresh token")
+            }
+        }
+    }
+}
+
 /// Refreshes tokens for as long as the control plane runs.
 pub async fn refresh_loop(registry: Arc<Registry>) {
     let http = http_client();
@@ -63,6 +83,8 @@ pub async fn refresh_loop(registry: Arc<Registry>) {
                             // Disabled in config/ (the API deletes at once),
                             // or disabled while connecting.
                             offboard(&registry, &principal);
+                            let row = vec![(server, principal, refresh_token)];
+                            revoke_all(registry.clone(), row).await;
                             continue;
                         }
                         if let Some(c) = clients.get(&server) {

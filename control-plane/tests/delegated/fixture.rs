@@ -23,7 +23,7 @@ use toolgate_proxy::demo::{self, DemoOptions};
 use toolgate_proxy::remote::ControlPlane;
 use toolgate_proxy::server::{self, ProxyHandle};
 
-use crate::peers::{authorize, require_token, serve_app, token, AuthServer, CLIENT_SECRET};
+use crate::peers::{authorize, require_token, revoke, serve_app, token, AuthServer, CLIENT_SECRET};
 
 pub const ADMIN: &str = "admin-token-for-delegated-tests";
 pub const PROXY: &str = "proxy-token-for-delegated-tests";
@@ -130,6 +130,7 @@ impl Plane {
             Router::new()
                 .route("/authorize", get(authorize))
                 .route("/token", post(token))
+                .route("/revoke", post(revoke))
                 .with_state(auth.clone()),
         )
         .await;
@@ -151,7 +152,7 @@ impl Plane {
         write("client-secret", CLIENT_SECRET.into());
         write("teams.yaml", "teams: [{name: eng}]\n".into());
         write("servers.yaml", format!(
-            "servers:\n  - name: tracker\n    owner: eng\n    status: approved\n    endpoint: http://{upstream}/mcp\n    auth: {{type: oauth-authorization-code, authorization_url: 'http://{as_addr}/authorize', token_url: 'http://{as_addr}/token', client_id: toolgate, client_secret: 'file:client-secret', scope: tickets}}\n"));
+            "servers:\n  - name: tracker\n    owner: eng\n    status: approved\n    endpoint: http://{upstream}/mcp\n    auth: {{type: oauth-authorization-code, authorization_url: 'http://{as_addr}/authorize', token_url: 'http://{as_addr}/token', client_id: toolgate, client_secret: 'file:client-secret', scope: tickets, revocation_url: 'http://{as_addr}/revoke'}}\n"));
         write("principals.yaml", principals(&[]));
         for (name, text) in extra {
             write(name, text.clone());

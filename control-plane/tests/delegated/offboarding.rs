@@ -64,6 +64,24 @@ async fn disabling_a_user_deletes_their_delegated_tokens() {
     .await;
     let tokens = shipped(cp_addr).await;
     assert!(tokens.get("bob").is_none(), "{tokens}");
+    // And revoked at the authorization server (RFC 7009).
+    eventually("bob's refresh token is revoked", || async {
+        plane
+            .auth
+            .revoked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t.starts_with("rt-bob-"))
+    })
+    .await;
+    assert!(plane
+        .auth
+        .refresh
+        .lock()
+        .unwrap()
+        .values()
+        .all(|u| u != "bob"));
     assert!(tokens.get("alice").is_some());
     admin(reqwest::Method::POST, cp_addr, "/v1/principals/bob/enable").await;
     eventually("bob, enabled again, must connect anew", || async {
@@ -150,5 +168,15 @@ async fn connections_survive_a_control_plane_restart() {
         serde_json::json!([]),
         "nothing left of alice's connection"
     );
+    eventually("alice's refresh token is revoked", || async {
+        plane
+            .auth
+            .revoked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t.starts_with("rt-alice-"))
+    })
+    .await;
     plane.stop().await;
 }

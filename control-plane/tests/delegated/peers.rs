@@ -42,6 +42,8 @@ pub struct AuthServer {
     pub refreshes: Arc<AtomicUsize>,
     /// Refuse refreshing this user's tokens (`invalid_grant`).
     pub refuse_refresh: Arc<Mutex<Option<String>>>,
+    /// Refresh tokens revoked (RFC 7009) by the client.
+    pub revoked: Arc<Mutex<Vec<String>>>,
 }
 
 impl AuthServer {
@@ -79,6 +81,23 @@ pub async fn authorize(
     );
     let back = format!("{}?code={code}&state={}", q["redirect_uri"], q["state"]);
     (StatusCode::FOUND, [(header::LOCATION, back)]).into_response()
+}
+
+/// RFC 7009: the client revokes a refresh token (authenticated).
+pub async fn revoke(
+    State(a): State<AuthServer>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("toolgate:{CLIENT_SECRET}"));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Basic {basic}"))
+    {
+        return oauth_error("invalid_client");
+    }
+    a.refresh.lock().unwrap().remove(&f["token"]);
+    a.revoked.lock().unwrap().push(f["token"].clone());
+    StatusCode::OK.into_response()
 }
 
 fn oauth_error(code: &str) -> Response {
