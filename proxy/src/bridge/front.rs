@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::session::Session;
 use super::{random_hex, same_secret, Backend, BackendError, BRIDGE_SECRET_HEADER};
 
+/// How long a new server (process start included) has to answer `initialize`.
+const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);
+
 type Inbox = Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>;
 
 struct BridgeState {
@@ -227,7 +230,17 @@ async fn initialize(state: &BridgeState, headers: &HeaderMap, msg: Value, id: Va
     };
     let session = Session::start(conn, state.name.clone());
     let reply = match session.send_request(msg, &id).await {
-        Ok(rx) => rx.await.ok(),
+        Ok(rx) => match tokio::time::timeout(INITIALIZE_TIMEOUT, rx).await {
+            Ok(reply) => reply.ok(),
+            Err(_) => {
+                let message = format!(
+                    "{}: the server did not answer initialize within {} s",
+                    state.name,
+                    INITIALIZE_TIMEOUT.as_secs()
+                );
+                return rpc_error(StatusCode::GATEWAY_TIMEOUT, id, -32603, &message);
+            }
+        },
         Err(_) => None,
     };
     let Some(reply) = reply else {

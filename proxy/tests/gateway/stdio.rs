@@ -294,3 +294,22 @@ async fn progress_before_the_result_arrives_as_an_event_stream() {
     assert_eq!(r.status, 400, "{}", r.body);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_that_exits_at_once_gets_a_clear_error_each_time() {
+    let yaml = "  - name: crashy\n    owner: eng\n    status: approved\n    transport: stdio\n    command: sh\n    args: [\"-c\", \"echo failing on purpose >&2; exit 3\"]\n    env: {TG_MARK: crashy}\n";
+    let gw = gateway_with("crashy", yaml).await;
+    // The second start waits out a short backoff, then fails the same way.
+    for _ in 0..2 {
+        let r = post(&gw.url("crashy"), Some(ALICE), INIT, &[]).await;
+        assert_eq!(r.status, 502, "{}", r.body);
+        assert_eq!(r.json()["id"], 0);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("crashy") && message.contains("stopped before answering"),
+            "{message}"
+        );
+    }
+    eventually("no process left", || marked_children("crashy") == 0).await;
+    gw.stop().await;
+}
