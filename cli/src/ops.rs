@@ -32,6 +32,11 @@ pub enum ServerCommand {
         /// Server name.
         name: String,
     },
+    /// List virtual servers (or show one) with the tools each exposes.
+    Virtual {
+        /// A virtual server's name.
+        name: Option<String>,
+    },
 }
 
 /// `toolgate pat ...`
@@ -145,6 +150,10 @@ pub async fn server(cmd: ServerCommand) -> anyhow::Result<()> {
         ServerCommand::Approve { name } => (format!("/v1/servers/{name}/approve"), true),
         ServerCommand::Deprecate { name } => (format!("/v1/servers/{name}/deprecate"), true),
         ServerCommand::Block { name } => (format!("/v1/servers/{name}/block"), true),
+        ServerCommand::Virtual { name: None } => ("/v1/virtual-servers".to_string(), false),
+        ServerCommand::Virtual { name: Some(name) } => {
+            (format!("/v1/virtual-servers/{name}"), false)
+        }
     };
     let method = if post {
         reqwest::Method::POST

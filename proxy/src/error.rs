@@ -47,6 +47,10 @@ pub enum Refusal {
     /// An `Mcp-Session-Id` this caller was not given (or from another gateway key).
     #[error("unknown MCP session: initialize a new one")]
     UnknownSession,
+    /// A request other than `initialize` without the session id it needs
+    /// (a virtual server's session).
+    #[error("this request needs the Mcp-Session-Id header from initialize")]
+    SessionRequired,
     /// An HTTP method MCP does not use.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -193,6 +197,7 @@ impl Refusal {
             Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::HostNotAllowed(_) => (421, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::UnknownSession => (404, rpc_error(None, INVALID_REQUEST, &message)),
+            Refusal::SessionRequired => (400, rpc_error(None, INVALID_REQUEST, &message)),
             Refusal::MethodNotAllowed => {
                 headers.push(("allow", "GET, POST, DELETE".to_string()));
                 (405, rpc_error(None, INVALID_REQUEST, &message))

@@ -336,3 +336,53 @@ async fn typescript_sdk_sse_upstream() {
 async fn typescript_sdk_json_upstream() {
     round_trip(Sdk::TypeScript, true).await;
 }
+
+/// A virtual server (the gateway's own session) as the official SDKs see it:
+/// the Python client's `server/discover` is refused with 400, so it falls
+/// back to `initialize`; the tools are curated and a denied one is refused.
+async fn virtual_server_round_trip(sdk: Sdk) {
+    let upstream = Upstream::start(false).await;
+    let gw = Gateway::start(upstream.addr).await;
+    gw.edit(
+        "virtual.yaml",
+        "virtual_servers:\n  - {name: desk, tools: [{server: demo, tools: [search_issues, create_issue, delete_issue]}], access: {teams: [support]}}\n",
+    )
+    .await;
+    gw.edit(
+        "desk-policy.yaml",
+        "policies:\n  - {name: desk-no-delete, subjects: {teams: [support]}, deny: [{server: desk, tools: [delete_issue]}]}\n",
+    )
+    .await;
+    let got = run_client(sdk, &gw.url("desk"), BOB).await;
+    let mut tools = got.tools.clone();
+    tools.sort();
+    assert_eq!(tools, ["create_issue", "search_issues"], "{sdk:?}: {got:?}");
+    assert!(
+        got.protocol_version
+            .as_str()
+            .is_some_and(|v| v.starts_with("2025-")),
+        "{sdk:?}: {got:?}"
+    );
+    assert!(
+        got.search.contains("1 issue(s) match \"Login\""),
+        "{sdk:?}: {got:?}"
+    );
+    assert!(got.delete_failed, "{sdk:?}: {got:?}");
+    assert!(
+        got.delete_error
+            .as_deref()
+            .is_some_and(|e| e.contains("tool not available")),
+        "{sdk:?}: {got:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_auto_mode_virtual_server() {
+    virtual_server_round_trip(Sdk::PythonAuto).await;
+}
+
+#[tokio::test]
+async fn typescript_sdk_virtual_server() {
+    virtual_server_round_trip(Sdk::TypeScript).await;
+}

@@ -25,11 +25,13 @@ mod audit;
 mod connect;
 mod identities;
 mod servers;
+mod virtual_servers;
 
 use audit::*;
 pub use identities::new_token;
 use identities::*;
 use servers::*;
+use virtual_servers::*;
 
 /// Who may call the API: digests of the admin and proxy tokens.
 #[derive(Clone)]
@@ -75,6 +77,8 @@ pub fn app(registry: Arc<Registry>, audit: Arc<crate::audit::AuditStore>, keys: 
             get(connect::start_connect).delete(connect::disconnect),
         )
         .route("/v1/servers/{name}/{action}", post(server_action))
+        .route("/v1/virtual-servers", get(list_virtual_servers))
+        .route("/v1/virtual-servers/{name}", get(show_virtual_server))
         .route("/v1/teams", get(list_teams).post(create_team))
         .route("/v1/policies", get(list_policies).post(put_policy))
         .route(

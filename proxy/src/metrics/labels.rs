@@ -111,6 +111,7 @@ impl Outcome {
             | Refusal::OriginNotAllowed(_)
             | Refusal::HostNotAllowed(_)
             | Refusal::UnknownSession
+            | Refusal::SessionRequired
             | Refusal::NotConnected { .. } => Outcome::RefusedAuth,
             Refusal::Denied(_) => Outcome::RefusedPolicy,
             Refusal::MethodNotAllowed

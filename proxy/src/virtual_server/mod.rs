@@ -137,7 +137,7 @@ fn closed(pool: &Arc<UpstreamSessions>, vs: &VirtualSession) {
 }
 
 fn missing_session() -> Refusal {
-    Refusal::Unsupported("this request needs the Mcp-Session-Id from initialize".into())
+    Refusal::SessionRequired
 }
 
 fn io(e: Box<pingora_error::Error>) -> Rejected {
@@ -190,6 +190,14 @@ async fn post(
         write(session, 202, None, Vec::new()).await.map_err(io)?;
         return Ok(Outcome::Answered);
     };
+    if method == "server/discover" {
+        // The stateless 2026-07-28 handshake: virtual servers keep sessions.
+        // A 400 sends clients back to initialize.
+        let message = "virtual servers speak MCP 2025-11-25 and earlier: initialize a session";
+        let reply = error_reply(&id, crate::error::INVALID_PARAMS, message);
+        write(session, 400, None, reply).await.map_err(io)?;
+        return Ok(Outcome::Answered);
+    }
     if method == "initialize" {
         let value: Value = serde_json::from_slice(&body).unwrap_or_default();
         let asked = value["params"]["protocolVersion"].as_str().unwrap_or("");
