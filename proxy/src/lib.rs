@@ -11,6 +11,7 @@ pub mod admit;
 pub mod audit;
 pub mod body;
 pub mod bridge;
+pub mod coalesce;
 pub mod decide;
 pub mod demo;
 pub mod error;

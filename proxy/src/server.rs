@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::audit::Auditor;
+use crate::coalesce::Coalesced;
 use crate::gateway::Gateway;
 use crate::metrics::ProxyMetrics;
 use crate::sessions::SessionSeal;
@@ -173,7 +174,8 @@ async fn accept_loop<SV>(
         tokio::spawn(CONNECTION.scope(cancel.clone(), async move {
             let _slot = slot;
             let serve = async {
-                let mut stream: Stream = Box::new(L4Stream::from(tcp));
+                // Fixed-length responses leave in one send (see `coalesce`).
+                let mut stream: Stream = Box::new(Coalesced::new(L4Stream::from(tcp)));
                 // Keep-alive: Pingora hands the stream back after each request.
                 while let Some(reused) = proxy.process_new(stream, &shutdown).await {
                     stream = reused;
