@@ -11,8 +11,11 @@
 # toolgate holds two file descriptors per stream (agent side and upstream
 # side): the script raises `ulimit -n` to the hard limit and lowers N to what
 # that limit allows (a hard limit of 20000 allows 9,872 streams).
+# The same streams are then opened through the bare Pingora pass-through
+# (`bare-pingora`, same accept loop, nothing of toolgate's per request) so
+# toolgate's own share of the per-stream cost shows (skip with NO_BARE=1).
 # Environment: SESSION_PER_STREAM=1, HOLD (s to keep the streams open after
-# the reading), SKIP_BUILD=1, CARGO_TARGET_DIR.
+# the reading), SKIP_BUILD=1, CARGO_TARGET_DIR, TOOLGATE_BIN, BARE_BIN.
 source "$(dirname "$0")/lib.sh"
 STREAMS=${1:-10000}
 build_bins
@@ -46,5 +49,15 @@ while kill -0 "$LOAD" 2>/dev/null; do
 done
 wait "$LOAD"
 echo "toolgate_sse_streams_active, highest scrape: $peak"
+if [ -z "${NO_BARE:-}" ]; then
+  BP=$(free_port)
+  "${BARE_BIN:-$REL/bare-pingora}" "127.0.0.1:$BP" "127.0.0.1:$UP" /mcp 2>"$WORK/bare.log" &
+  started
+  BARE_PID=$!
+  wait_ready "http://127.0.0.1:$BP/mcp/mock" "$UPSTREAM_SECRET"
+  echo "bare Pingora pass-through, same streams:"
+  MCP_TOKEN=$UPSTREAM_SECRET "$REL/idle-streams" --url "http://127.0.0.1:$BP/mcp/mock" --streams "$STREAMS" \
+    --pid "bare-pingora=$BARE_PID" --hold "${HOLD:-2}" "${flags[@]}"
+fi
 echo "streams: $STREAMS; toolgate proxy --threads 1, audit on; open-file limit $LIMIT"
 machine_line

@@ -79,7 +79,7 @@ YAML
 start_toolgate() {
   local name=$1 port=$2 dir=$3
   shift 3
-  RUST_LOG=${TOOLGATE_LOG:-warn} "$REL/toolgate" proxy --config "$dir" --listen "127.0.0.1:$port" \
+  RUST_LOG=${TOOLGATE_LOG:-warn} "${TOOLGATE_BIN:-$REL/toolgate}" proxy --config "$dir" --listen "127.0.0.1:$port" \
     --threads 1 --audit-spool "$WORK/$name-spool" --audit-log "$WORK/$name-audit.jsonl" "$@" \
     2>"$WORK/$name.log" &
   started

@@ -17,7 +17,8 @@
 #
 #   loadtest/mcp.sh [duration-seconds] [agents]
 #
-# Environment: MIX (mcp-load --mix), WARMUP (s), LOAD_THREADS (generator
+# Environment: TOOLGATE_BASE_BIN / BARE_BASE_BIN (an older build as extra
+# rows, for before/after in one run), MIX (mcp-load --mix), WARMUP (s), LOAD_THREADS (generator
 # threads, default 1), RATE (open-loop rate instead of half of toolgate's),
 # SKIP_BUILD=1, CARGO_TARGET_DIR. Needs: nginx, curl, python3.
 source "$(dirname "$0")/lib.sh"
@@ -74,6 +75,19 @@ declare -A TOKEN=(
   [nginx]=$AGENT_TOKEN [toolgate]=$AGENT_TOKEN
 )
 PATHS=(direct nginx bare-pingora toolgate)
+# Before/after in one run: an older bare-pingora and toolgate build as extra rows.
+if [ -n "${BARE_BASE_BIN:-}" ]; then
+  BPB=$(free_port)
+  "$BARE_BASE_BIN" "127.0.0.1:$BPB" "127.0.0.1:$UP" /mcp 2>"$WORK/bare-base.log" & started
+  URL[bare-pingora-base]="http://127.0.0.1:$BPB/mcp/mock"; TOKEN[bare-pingora-base]=$UPSTREAM_SECRET
+  PATHS+=(bare-pingora-base)
+fi
+if [ -n "${TOOLGATE_BASE_BIN:-}" ]; then
+  TGB=$(free_port)
+  TOOLGATE_BIN=$TOOLGATE_BASE_BIN start_toolgate toolgate-base "$TGB" "$WORK/config"
+  URL[toolgate-base]="http://127.0.0.1:$TGB/mcp/mock"; TOKEN[toolgate-base]=$AGENT_TOKEN
+  PATHS+=(toolgate-base)
+fi
 for p in "${PATHS[@]}"; do wait_ready "${URL[$p]}" "${TOKEN[$p]}"; done
 
 load() { # name mode-file [extra mcp-load flags]

@@ -6,6 +6,8 @@
 #   loadtest/run.sh [duration-seconds] [connections]
 #
 # Needs: wrk, nginx (Debian packages), a release build of toolgate.
+# Before/after in one run: TOOLGATE_BASE_BIN and BARE_BASE_BIN (optional)
+# add rows for an older toolgate (audit on) and bare-pingora build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -21,6 +23,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NGX=$(free_port); TG=$(free_port); BP=$(free_port); TGN=$(free_port)
+TGB=$(free_port); BPB=$(free_port)
 
 # 1. The upstream (nginx answering a fixed tools/call result) and the
 #    baseline (nginx proxy_pass): two nginx processes, one worker each.
@@ -67,10 +70,20 @@ YAML
 RUST_LOG=warn "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TG" --threads 1 \
   --audit-spool "$WORK/spool" --audit-log "$WORK/audit.jsonl" & pids+=($!)
 RUST_LOG=error "$BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TGN" --threads 1 --no-audit & pids+=($!)
+urls=()
+if [ -n "${TOOLGATE_BASE_BIN:-}" ]; then
+  RUST_LOG=warn "$TOOLGATE_BASE_BIN" proxy --config "$WORK/config" --listen "127.0.0.1:$TGB" --threads 1 \
+    --audit-spool "$WORK/spool-base" --audit-log "$WORK/audit-base.jsonl" & pids+=($!)
+  urls+=("http://127.0.0.1:$TGB/mcp/demo")
+fi
+if [ -n "${BARE_BASE_BIN:-}" ]; then
+  "$BARE_BASE_BIN" "127.0.0.1:$BPB" "127.0.0.1:$UP" /mcp & pids+=($!)
+  urls+=("http://127.0.0.1:$BPB/mcp/demo")
+fi
 sleep 1
 
 check() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" --data '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{}}}' "$1"; }
-for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$BP/mcp/demo" "http://127.0.0.1:$TG/mcp/demo" "http://127.0.0.1:$TGN/mcp/demo"; do
+for url in "http://127.0.0.1:$UP/mcp" "http://127.0.0.1:$NGX/mcp/demo" "http://127.0.0.1:$BP/mcp/demo" "http://127.0.0.1:$TG/mcp/demo" "http://127.0.0.1:$TGN/mcp/demo" "${urls[@]}"; do
   check "$url" || { echo "not answering: $url" >&2; exit 1; }
 done
 
@@ -89,6 +102,8 @@ results+=("$(run nginx "http://127.0.0.1:$NGX/mcp/demo")")
 results+=("$(run bare-pingora "http://127.0.0.1:$BP/mcp/demo")")
 results+=("$(run toolgate "http://127.0.0.1:$TG/mcp/demo")")
 results+=("$(run toolgate-no-audit "http://127.0.0.1:$TGN/mcp/demo")")
+if [ -n "${BARE_BASE_BIN:-}" ]; then results+=("$(run bare-pingora-base "http://127.0.0.1:$BPB/mcp/demo")"); fi
+if [ -n "${TOOLGATE_BASE_BIN:-}" ]; then results+=("$(run toolgate-base "http://127.0.0.1:$TGB/mcp/demo")"); fi
 
 rps_of() { for r in "${results[@]}"; do if [ "$(cut -d"|" -f1 <<<"$r")" = "$1" ]; then cut -d"|" -f2 <<<"$r"; fi; done; }
 direct_rps=$(rps_of direct); nginx_rps=$(rps_of nginx); bare_rps=$(rps_of bare-pingora)
