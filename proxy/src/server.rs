@@ -125,11 +125,15 @@ impl Drop for AbortOnDrop {
 /// Re-checks open event streams whenever a new snapshot is swapped in.
 async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) {
     let mut seen = snapshots.load().version;
+    let mut since_sweep = Duration::ZERO;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(SWEEP_POLL).await;
+        since_sweep += SWEEP_POLL;
         let current = snapshots.load_full();
-        if current.version != seen {
+        // Also every few seconds: a JWT expires without any snapshot change.
+        if current.version != seen || since_sweep >= EXPIRY_SWEEP {
             seen = current.version;
+            since_sweep = Duration::ZERO;
             let ended = streams.sweep(&current);
             if ended > 0 {
                 tracing::info!(
@@ -141,6 +145,12 @@ async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamR
         }
     }
 }
+
+/// How often the stream sweeper looks for a new snapshot.
+const SWEEP_POLL: Duration = Duration::from_millis(100);
+/// Open streams are re-checked at least this often, so a stream opened with
+/// a JWT ends within this long of the token's expiry.
+pub const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
 /// Most agent connections served at once.
 pub const MAX_CONNECTIONS: usize = 20_000;

@@ -447,3 +447,35 @@ async fn an_unknown_team_in_the_mapping_is_refused_with_file_and_field() {
         r#"idp.yaml: identity_providers[0].groups_to_teams.ops: unknown team "operations""#
     );
 }
+
+#[tokio::test]
+async fn an_open_stream_ends_when_its_jwt_expires() {
+    let Some(mut idp) = Idp::start().await else {
+        return;
+    };
+    let (_upstream, gw) = gateway_with(&idp).await;
+    let url = gw.url("demo");
+    // Expired 50 s ago: still inside the 60 s leeway for about 10 s.
+    let claims = json!({"sub": "id-1", "email": "dana@example.com", "groups": ["engineers"], "aud": AUDIENCE, "azp": "laptop-agent"});
+    let token = idp.mint("rs256", claims, &[], -50).await;
+    let sid = open_session(&url, &token).await;
+    let mut stream = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // No snapshot changes meanwhile: the periodic sweep ends it.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+    let after = post(&url, Some(&token), INIT, &[]).await;
+    assert_eq!(after.status, 401, "the token itself is refused by now");
+    gw.stop().await;
+}
