@@ -213,7 +213,10 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for MembersOf<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(key) = a.next_key::<Cow<'de, str>>()? {
                     let value: &'de RawValue = a.next_value()?;
