@@ -262,6 +262,12 @@ async fn no_audit_record_is_lost_or_doubled_when_either_plane_is_killed() {
     for a in agents {
         a.await.unwrap();
     }
+    // Each request's log line sits in its span, which names its trace id.
+    let line = proxy.line_with("request{trace_id=").await;
+    assert!(
+        line.contains(": request ") && line.contains("status=200"),
+        "{line}"
+    );
     let (cp2, _) = start_control_plane(&config, &db, &cp_addr).await;
     cp = cp2;
     let ids = wait_until_stored(&cp_addr, 300).await;

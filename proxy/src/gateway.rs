@@ -91,6 +91,8 @@ pub struct RequestCtx {
     response: ResponseMode,
     /// Keeps an event stream registered for revocation while it is open.
     stream: Option<StreamGuard>,
+    /// The request's tracing span (trace id, session).
+    span: tracing::Span,
     /// A virtual server's call: the upstream session it travels in.
     virtual_link: Option<UpstreamLink>,
 }
@@ -126,6 +128,7 @@ impl RequestCtx {
             response: ResponseMode::default(),
             stream: None,
             virtual_link: None,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -161,7 +164,18 @@ impl ProxyHttp for Gateway {
     /// here and nothing reaches the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let traceparent = session.req_header().headers.get("traceparent");
-        ctx.trace = Some(TraceContext::from_header(traceparent.map(|v| v.as_bytes())));
+        let trace = TraceContext::from_header(traceparent.map(|v| v.as_bytes()));
+        // One span per request: its trace id (the request id in logs and
+        // the audit trail) and the agent's session.
+        ctx.span = tracing::info_span!(
+            "request",
+            trace_id = %trace.trace_id,
+            session = tracing::field::Empty
+        );
+        if let Some(sid) = session.req_header().headers.get("mcp-session-id") {
+            ctx.span.record("session", sid.to_str().unwrap_or("?"));
+        }
+        ctx.trace = Some(trace);
         let (route, body) = match large_body::take_checked_route(session) {
             // A subrequest carrying a body its parent already checked.
             Some((route, body)) => {
@@ -177,12 +191,14 @@ impl ProxyHttp for Gateway {
                     body,
                 }) => {
                     // Denials name the tools; nothing here carries a token or secret.
-                    tracing::info!(
-                        path = session.req_header().uri.path(),
-                        refusal = %refusal,
-                        tools = ?denied_tools(&refusal),
-                        "request refused"
-                    );
+                    ctx.span.in_scope(|| {
+                        tracing::info!(
+                            path = session.req_header().uri.path(),
+                            refusal = %refusal,
+                            tools = ?denied_tools(&refusal),
+                            "request refused"
+                        )
+                    });
                     self.refuse(session, ctx, &refusal).await?;
                     ctx.audit.refused_route = route;
                     ctx.audit.body = body;
@@ -470,18 +486,14 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref();
+        let span = ctx.span.clone();
+        let _in_span = span.enter();
         tracing::info!(
             method = %session.req_header().method,
             path = session.req_header().uri.path(),
             status,
             server = route.map(|r| r.server_name()),
             principal = route.map(|r| r.principal_name()),
-            trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
-            session = session
-                .req_header()
-                .headers
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok()),
             error = e.map(|e| e.to_string()),
             "request"
         );
