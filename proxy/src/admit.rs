@@ -497,20 +497,7 @@ async fn check_request(
             route.refresh(store)?;
             let parsed = jsonrpc::parse(&body).map_err(Refusal::Parse)?;
             let headers = session.req_header();
-            let mcp = McpHeaders {
-                method: headers
-                    .headers
-                    .get_all("mcp-method")
-                    .iter()
-                    .map(|v| v.as_bytes())
-                    .collect(),
-                name: headers
-                    .headers
-                    .get_all("mcp-name")
-                    .iter()
-                    .map(|v| v.as_bytes())
-                    .collect(),
-            };
+            let mcp = McpHeaders::of(&headers.headers);
             check_headers(&parsed, &mcp)?;
             route.calls_tools = parsed
                 .messages()

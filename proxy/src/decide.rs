@@ -51,6 +51,17 @@ pub struct McpHeaders<'a> {
     pub name: Vec<&'a [u8]>,
 }
 
+impl<'a> McpHeaders<'a> {
+    /// The `Mcp-Method` and `Mcp-Name` values of a request.
+    pub fn of(headers: &'a http::HeaderMap) -> Self {
+        let all = |name: &str| headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        McpHeaders {
+            method: all("mcp-method"),
+            name: all("mcp-name"),
+        }
+    }
+}
+
 /// Refuses a body whose `Mcp-Method` / `Mcp-Name` headers disagree with it, so
 /// a server routing on headers and one reading the body run the same tool.
 pub fn check_headers(body: &Body, headers: &McpHeaders) -> Result<(), Refusal> {

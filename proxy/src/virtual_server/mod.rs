@@ -108,7 +108,7 @@ pub async fn handle(
                     .ok_or_else(|| reject(missing_session()))?,
             )
             .map_err(reject)?;
-            closed(pool, &vs);
+            pool.close_all(&vs.nonce);
             write(session, 204, None, Vec::new()).await.map_err(io)?;
             Ok(Outcome::Answered)
         }
@@ -129,11 +129,6 @@ pub async fn handle(
         }
         _ => Err(reject(Refusal::MethodNotAllowed)),
     }
-}
-
-/// Ends a virtual session's upstream sessions (also used by the reaper).
-fn closed(pool: &Arc<UpstreamSessions>, vs: &VirtualSession) {
-    pool.close_all(&vs.nonce);
 }
 
 fn missing_session() -> Refusal {
@@ -163,20 +158,7 @@ async fn post(
     };
     let parsed = jsonrpc::parse(&body).map_err(|e| reject(Refusal::Parse(e), &body))?;
     let headers = session.req_header();
-    let mcp = McpHeaders {
-        method: headers
-            .headers
-            .get_all("mcp-method")
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect(),
-        name: headers
-            .headers
-            .get_all("mcp-name")
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect(),
-    };
+    let mcp = McpHeaders::of(&headers.headers);
     check_headers(&parsed, &mcp).map_err(|r| reject(r, &body))?;
     let jsonrpc::Body::Single(msg) = &parsed else {
         return Err(reject(
