@@ -68,6 +68,49 @@ async fn serve_tools(tools: Tools) -> std::net::SocketAddr {
     addr
 }
 
+/// A control plane over `config`, its store and audit trail under `root`.
+async fn start_control_plane(
+    root: &std::path::Path,
+    config: &std::path::Path,
+) -> toolgate_control_plane::serve::ControlPlaneHandle {
+    let store = SqliteStore::open(&root.join("toolgate.db")).unwrap();
+    let registry = Registry::open(config, Box::new(store)).unwrap();
+    let keys = ApiKeys {
+        admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
+        proxies: vec![catalog::token_digest(PROXY)],
+    };
+    let audit = AuditStore::open(&root.join("audit.db"), 90).unwrap();
+    toolgate_control_plane::serve::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        registry,
+        Arc::new(audit),
+        keys,
+        Duration::from_millis(50),
+    )
+    .unwrap()
+}
+
+/// A proxy following the control plane at `base`: the follower task and the proxy.
+async fn start_proxy(
+    base: &str,
+    root: &std::path::Path,
+) -> (
+    tokio::task::JoinHandle<()>,
+    toolgate_proxy::server::ProxyHandle,
+) {
+    let remote = ControlPlane {
+        url: base.to_string(),
+        token: PROXY.into(),
+        cache: root.join("snapshot.json"),
+    };
+    let snapshots = Arc::new(ArcSwap::from_pointee(remote.bootstrap().await.unwrap()));
+    let follower = tokio::spawn(remote.follow(snapshots.clone()));
+    let proxy =
+        toolgate_proxy::server::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), snapshots)
+            .unwrap();
+    (follower, proxy)
+}
+
 async fn api(base: &str, method: &str, path: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .request(method.parse().unwrap(), format!("{base}{path}"))
@@ -139,21 +182,7 @@ async fn changed_tools_are_withheld_until_approved_again() {
         hex::encode(catalog::token_digest(ALICE)),
         hex::encode(catalog::token_digest(BOB))
     )).unwrap();
-    let store = SqliteStore::open(&root.path().join("toolgate.db")).unwrap();
-    let registry = Registry::open(&config, Box::new(store)).unwrap();
-    let keys = ApiKeys {
-        admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
-        proxies: vec![catalog::token_digest(PROXY)],
-    };
-    let audit = AuditStore::open(&root.path().join("audit.db"), 90).unwrap();
-    let cp = toolgate_control_plane::serve::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        registry,
-        Arc::new(audit),
-        keys,
-        Duration::from_millis(50),
-    )
-    .unwrap();
+    let cp = start_control_plane(root.path(), &config).await;
     let base = format!("http://{}", cp.addr);
 
     // Discover, then approve: approval pins what was discovered.
@@ -162,16 +191,7 @@ async fn changed_tools_are_withheld_until_approved_again() {
     assert_eq!(review["tools"].as_array().unwrap().len(), 2, "{review}");
     assert_eq!(api(&base, "POST", "/v1/servers/files/approve").await.0, 200);
 
-    let remote = ControlPlane {
-        url: base.clone(),
-        token: PROXY.into(),
-        cache: root.path().join("snapshot.json"),
-    };
-    let snapshots = Arc::new(ArcSwap::from_pointee(remote.bootstrap().await.unwrap()));
-    let follower = tokio::spawn(remote.follow(snapshots.clone()));
-    let proxy =
-        toolgate_proxy::server::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), snapshots)
-            .unwrap();
+    let (follower, proxy) = start_proxy(&base, root.path()).await;
     let url = format!("http://{}/mcp/files", proxy.addr);
     eventually_listed(&url, &["list_dir", "read_file"]).await;
     // bob may use read-only tools only, as the approved annotations say.
@@ -230,21 +250,7 @@ async fn virtual_servers_serve_pinned_discovered_tools() {
         "teams: [{{name: eng}}]\nservers:\n  - {{name: files, owner: eng, status: pending, endpoint: 'http://{upstream}/mcp'}}\nprincipals:\n  - {{name: bob, kind: agent, tokens: [{{name: t, sha256: {}}}]}}\n",
         hex::encode(catalog::token_digest(BOB))
     )).unwrap();
-    let store = SqliteStore::open(&root.path().join("toolgate.db")).unwrap();
-    let registry = Registry::open(&config, Box::new(store)).unwrap();
-    let keys = ApiKeys {
-        admins: vec![("ops".into(), catalog::token_digest(ADMIN))],
-        proxies: vec![catalog::token_digest(PROXY)],
-    };
-    let audit = AuditStore::open(&root.path().join("audit.db"), 90).unwrap();
-    let cp = toolgate_control_plane::serve::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        registry,
-        Arc::new(audit),
-        keys,
-        Duration::from_millis(50),
-    )
-    .unwrap();
+    let cp = start_control_plane(root.path(), &config).await;
     let base = format!("http://{}", cp.addr);
     assert_eq!(
         api(&base, "POST", "/v1/servers/files/discover").await.0,
@@ -273,16 +279,7 @@ async fn virtual_servers_serve_pinned_discovered_tools() {
     assert_eq!(listed[0]["access"]["principals"], json!(["bob"]));
     assert_eq!(api(&base, "GET", "/v1/virtual-servers/nope").await.0, 404);
 
-    let remote = ControlPlane {
-        url: base.clone(),
-        token: PROXY.into(),
-        cache: root.path().join("snapshot.json"),
-    };
-    let snapshots = Arc::new(ArcSwap::from_pointee(remote.bootstrap().await.unwrap()));
-    let follower = tokio::spawn(remote.follow(snapshots.clone()));
-    let proxy =
-        toolgate_proxy::server::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), snapshots)
-            .unwrap();
+    let (follower, proxy) = start_proxy(&base, root.path()).await;
     let url = format!("http://{}/mcp/reader", proxy.addr);
     let list = || async {
         let init = rpc(&url, None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#).await;
