@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use catalog::snapshot::PrincipalInfo;
 use catalog::{Caller, ServerId, Snapshot, Upstream, VerifiedToken};
+use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::body::{read_request_body, ReadError};
@@ -307,7 +308,7 @@ pub async fn admit(
     seal: &SessionSeal,
 ) -> Result<Admitted, Rejected> {
     let snapshot = store.load_full();
-    let mut route = authorize_request(session, &snapshot).map_err(|r| Rejected {
+    let mut route = authorize_request(session.req_header(), &snapshot).map_err(|r| Rejected {
         error: r.into(),
         route: None,
         body: None,
@@ -333,21 +334,20 @@ pub async fn admit(
 
 /// Path, `Host` and `Origin`, token, grant. The OAuth protected-resource
 /// metadata is answered here too (as a [`Refusal::Document`]).
-fn authorize_request(session: &Session, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
-    let req = session.req_header();
+fn authorize_request(req: &RequestHeader, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
     if let Some(rest) = req.uri.path().strip_prefix(resource_metadata::WELL_KNOWN) {
         check_host_and_origin(req, &snapshot.settings)?;
         return Err(resource_metadata::answer(req, snapshot, rest));
     }
     let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
-    let (digest, jwt) = bearer_caller(session, snapshot, server)?;
-    authorize(snapshot, digest, jwt, server).map_err(|r| challenge(session, snapshot, server, r))
+    let (digest, jwt) = bearer_caller(req, snapshot, server)?;
+    authorize(snapshot, digest, jwt, server).map_err(|r| challenge(req, snapshot, server, r))
 }
 
 /// A 401 names the protected-resource metadata when identity providers are configured.
-fn challenge(session: &Session, snapshot: &Snapshot, server: &str, r: Refusal) -> Refusal {
+fn challenge(req: &RequestHeader, snapshot: &Snapshot, server: &str, r: Refusal) -> Refusal {
     if snapshot.has_identity_providers() {
-        let base = resource_metadata::base_url(session.req_header(), &snapshot.settings);
+        let base = resource_metadata::base_url(req, &snapshot.settings);
         r.with_resource_metadata(&resource_metadata::metadata_url(&base, server))
     } else {
         r
@@ -357,19 +357,18 @@ fn challenge(session: &Session, snapshot: &Snapshot, server: &str, r: Refusal) -
 /// `Host` and `Origin`, then the bearer token: its digest, and for a JWT
 /// the verified token.
 fn bearer_caller(
-    session: &Session,
+    req: &RequestHeader,
     snapshot: &Arc<Snapshot>,
     server: &str,
 ) -> Result<([u8; 32], Option<Arc<VerifiedToken>>), Refusal> {
-    let req = session.req_header();
     check_host_and_origin(req, &snapshot.settings)?;
-    let token = bearer_token(req).map_err(|r| challenge(session, snapshot, server, r))?;
+    let token = bearer_token(req).map_err(|r| challenge(req, snapshot, server, r))?;
     let digest = catalog::token_digest(token);
     // A JWT signs in with an identity provider; anything else is a PAT.
     let jwt = if catalog::looks_like_jwt(token) && snapshot.authenticate(&digest).is_none() {
         let verified = crate::jwt::verify(snapshot, token, &digest)
             .map_err(jwt_refused)
-            .map_err(|r| challenge(session, snapshot, server, r))?;
+            .map_err(|r| challenge(req, snapshot, server, r))?;
         Some(verified)
     } else {
         None
@@ -425,13 +424,13 @@ impl VirtualCaller {
 /// For a path naming a virtual server: the caller, authenticated and
 /// granted, or why not. `None`: the path names no virtual server.
 pub fn authorize_virtual(
-    session: &Session,
+    req: &RequestHeader,
     snapshot: &Arc<Snapshot>,
 ) -> Option<Result<VirtualCaller, Refusal>> {
-    let name = server_from_path(session.req_header().uri.path())?;
+    let name = server_from_path(req.uri.path())?;
     let id = snapshot.virtual_server(name)?.id;
     let authorized = (|| {
-        let (digest, jwt) = bearer_caller(session, snapshot, name)?;
+        let (digest, jwt) = bearer_caller(req, snapshot, name)?;
         let (caller, jwt) = identify(snapshot, digest, jwt)?;
         if !snapshot.can_access_virtual(caller.class, id) {
             return Err(Refusal::NoSuchServer);
@@ -444,13 +443,47 @@ pub fn authorize_virtual(
             id,
         })
     })();
-    Some(authorized.map_err(|r| challenge(session, snapshot, name, r)))
+    Some(authorized.map_err(|r| challenge(req, snapshot, name, r)))
 }
 
 /// A JWT that does not sign in: logged with the reason (never the token).
 fn jwt_refused(e: catalog::JwtError) -> Refusal {
     tracing::info!(reason = %e, "bearer JWT refused");
     Refusal::unauthorized(true)
+}
+
+/// Admits an agent's `GET` event stream from its request head alone (no
+/// body to read): token, grant, session, and the caller's own delegated
+/// credential, exactly as [`admit`] decides for a `GET`.
+pub fn admit_event_stream(
+    req: &RequestHeader,
+    snapshot: &Arc<Snapshot>,
+    seal: &SessionSeal,
+) -> Result<Route, Refusal> {
+    let mut route = authorize_request(req, snapshot)?;
+    open_session(req, seal, &mut route)?;
+    as_event_stream(&mut route);
+    route.delegated_credential()?;
+    Ok(route)
+}
+
+/// The upstream session named by the caller's `Mcp-Session-Id`: only the
+/// caller the session was opened for may use it.
+fn open_session(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Result<(), Refusal> {
+    if let Some(presented) = req.headers.get("mcp-session-id") {
+        let presented = presented.to_str().unwrap_or("");
+        let upstream = SessionSeal::for_settings(&route.snapshot.settings, seal)
+            .open(&route.digest, presented)
+            .ok_or(Refusal::UnknownSession)?;
+        route.upstream_session = Some(upstream.to_string());
+    }
+    Ok(())
+}
+
+/// A `GET` stream may replay earlier responses: any tool list on it is filtered.
+fn as_event_stream(route: &mut Route) {
+    route.list_ids = ListIds::Any;
+    route.method = "GET";
 }
 
 /// Session, method, and for POST the body: read, parsed, headers checked, decided.
@@ -462,14 +495,7 @@ async fn check_request(
     body_seen: &mut Option<Bytes>,
 ) -> Result<(), AdmitError> {
     let req = session.req_header();
-    if let Some(presented) = req.headers.get("mcp-session-id") {
-        // Only the caller the session was opened for may use it.
-        let presented = presented.to_str().unwrap_or("");
-        let upstream = SessionSeal::for_settings(&route.snapshot.settings, seal)
-            .open(&route.digest, presented)
-            .ok_or(Refusal::UnknownSession)?;
-        route.upstream_session = Some(upstream.to_string());
-    }
+    open_session(req, seal, route)?;
     let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers
@@ -481,9 +507,7 @@ async fn check_request(
     }
     match req.method {
         http::Method::GET => {
-            // A GET stream may replay earlier responses: filter any tool list on it.
-            route.list_ids = ListIds::Any;
-            route.method = "GET";
+            as_event_stream(route);
             Ok(())
         }
         http::Method::DELETE => {

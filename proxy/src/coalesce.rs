@@ -47,6 +47,11 @@ impl Coalesced {
         }
     }
 
+    /// Puts `bytes` back in front of the connection's next reads.
+    pub fn rewind(&mut self, bytes: &[u8]) {
+        self.inner.rewind(bytes);
+    }
+
     /// Writes the rest of the held head together with `bufs`; returns how
     /// many bytes of `bufs` went out (once nothing is held, `bufs` are
     /// written as they are).

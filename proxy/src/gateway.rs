@@ -28,13 +28,16 @@ use crate::trace::TraceContext;
 use crate::virtual_server::{self, Outcome, UpstreamLink, UpstreamSessions};
 
 mod audit_hooks;
+mod event_stream;
 mod response_hooks;
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
+/// Clones share everything (the accept loop keeps one for event streams).
+#[derive(Clone)]
 pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
     streams: Arc<StreamRegistry>,
-    private_cas: CaCache,
+    private_cas: Arc<CaCache>,
     seal: SessionSeal,
     auditor: Option<Auditor>,
     metrics: Option<Arc<ProxyMetrics>>,
@@ -55,7 +58,7 @@ impl Gateway {
         Gateway {
             snapshots: snapshots.clone(),
             streams,
-            private_cas: CaCache::default(),
+            private_cas: Arc::default(),
             seal,
             auditor: None,
             metrics: None,
@@ -113,6 +116,23 @@ struct AuditState {
 }
 
 impl RequestCtx {
+    /// Its trace context (from the agent's `traceparent`, or new) and one
+    /// span per request: its trace id (the request id in logs and the audit
+    /// trail) and the agent's session.
+    fn begin(&mut self, req: &RequestHeader) {
+        let traceparent = req.headers.get("traceparent");
+        let trace = TraceContext::from_header(traceparent.map(|v| v.as_bytes()));
+        self.span = tracing::info_span!(
+            "request",
+            trace_id = %trace.trace_id,
+            session = tracing::field::Empty
+        );
+        if let Some(sid) = req.headers.get("mcp-session-id") {
+            self.span.record("session", sid.to_str().unwrap_or("?"));
+        }
+        self.trace = Some(trace);
+    }
+
     fn new() -> Self {
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -163,19 +183,7 @@ impl ProxyHttp for Gateway {
     /// Authenticate, read and parse the body, decide. Refusals are answered
     /// here and nothing reaches the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let traceparent = session.req_header().headers.get("traceparent");
-        let trace = TraceContext::from_header(traceparent.map(|v| v.as_bytes()));
-        // One span per request: its trace id (the request id in logs and
-        // the audit trail) and the agent's session.
-        ctx.span = tracing::info_span!(
-            "request",
-            trace_id = %trace.trace_id,
-            session = tracing::field::Empty
-        );
-        if let Some(sid) = session.req_header().headers.get("mcp-session-id") {
-            ctx.span.record("session", sid.to_str().unwrap_or("?"));
-        }
-        ctx.trace = Some(trace);
+        ctx.begin(session.req_header());
         let (route, body) = match large_body::take_checked_route(session) {
             // A subrequest carrying a body its parent already checked.
             Some((route, body)) => {
@@ -322,43 +330,7 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let up = route.upstream();
-        // The operator's endpoint, exactly: an agent's query string could
-        // override parameters (keys, tenants) the endpoint URL sets.
-        let uri = up.endpoint.path_and_query.parse();
-        req.set_uri(uri.map_err(|_| Error::new(ErrorType::InternalError))?);
-        strip_request(req);
-        req.insert_header(http::header::HOST, up.host_header.clone())?;
-        if let Some((name, value)) = &up.credential {
-            req.insert_header(name.clone(), value.clone())?;
-        }
-        if up.transport != catalog::model::Transport::StreamableHttp {
-            req.insert_header(crate::bridge::BRIDGE_SECRET_HEADER, self.bridges.secret())?;
-        }
-        // Delegated OAuth: the caller's own token (admission refused callers without one).
-        if let Some(value) = route.delegated_credential().map_err(|r| {
-            Error::explain(
-                ErrorType::InternalError,
-                format!("delegated credential: {r}"),
-            )
-        })? {
-            req.insert_header(http::header::AUTHORIZATION, value.clone())?;
-        }
-        if let Some(sid) = &route.upstream_session {
-            req.insert_header("mcp-session-id", sid.as_str())?;
-        }
-        if let Some(link) = &ctx.virtual_link {
-            // The version this upstream agreed to, not the agent's.
-            req.insert_header("mcp-protocol-version", link.protocol.as_str())?;
-        }
-        if let Some(trace) = &ctx.trace {
-            req.insert_header("traceparent", trace.header_value())?;
-        }
-        if let Some(len) = route.body_len {
-            // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
-            crate::http_headers::set_checked_body(req, len)?;
-        }
-        Ok(())
+        self.point_upstream(req, route, ctx.trace.as_ref(), ctx.virtual_link.as_ref())
     }
 
     /// Choose how the response body is rewritten, and fix the headers for it.
@@ -391,16 +363,8 @@ impl ProxyHttp for Gateway {
                 let link = link.clone();
                 return self.reopen_virtual_session(resp, ctx, &link).await;
             }
-        } else if let Some(sid) = resp.headers.get("mcp-session-id") {
-            let seal = SessionSeal::for_settings(route.settings(), &self.seal);
-            let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
-            if self.auditor.is_some() {
-                ctx.audit.issued_session = Some(sealed.clone());
-            }
-            if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
-                m.session_initialized(route.upstream());
-            }
-            resp.insert_header("mcp-session-id", sealed)?;
+        } else {
+            self.seal_issued_session(resp, route, &mut ctx.audit)?;
         }
         if self.auditor.is_some() {
             ctx.audit.tap.sse = content_type.starts_with(b"text/event-stream");
@@ -411,11 +375,7 @@ impl ProxyHttp for Gateway {
             route.refresh(&self.snapshots).map_err(|r| {
                 Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
             })?;
-            let server: Arc<str> = match &route.via_virtual {
-                Some(v) => v.clone(),
-                None => route.upstream().name.clone(),
-            };
-            ctx.stream = self.streams.register(route.digest(), server);
+            ctx.stream = self.register_stream(route);
         }
         if !route.list_ids.is_active() {
             return Ok(());
@@ -485,26 +445,119 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.finish(session.req_header(), status, e.map(|e| e.to_string()), ctx);
+    }
+}
+
+impl Gateway {
+    /// Points a request at the route's upstream: the operator's endpoint and
+    /// Host, the server's credential (or the caller's delegated one), the
+    /// upstream session, the trace context; the caller's token and
+    /// hop-by-hop headers removed.
+    fn point_upstream(
+        &self,
+        req: &mut RequestHeader,
+        route: &Route,
+        trace: Option<&TraceContext>,
+        virtual_link: Option<&UpstreamLink>,
+    ) -> Result<()> {
+        let up = route.upstream();
+        // The operator's endpoint, exactly: an agent's query string could
+        // override parameters (keys, tenants) the endpoint URL sets.
+        let uri = up.endpoint.path_and_query.parse();
+        req.set_uri(uri.map_err(|_| Error::new(ErrorType::InternalError))?);
+        strip_request(req);
+        req.insert_header(http::header::HOST, up.host_header.clone())?;
+        if let Some((name, value)) = &up.credential {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        if up.transport != catalog::model::Transport::StreamableHttp {
+            req.insert_header(crate::bridge::BRIDGE_SECRET_HEADER, self.bridges.secret())?;
+        }
+        // Delegated OAuth: the caller's own token (admission refused callers without one).
+        if let Some(value) = route.delegated_credential().map_err(|r| {
+            Error::explain(
+                ErrorType::InternalError,
+                format!("delegated credential: {r}"),
+            )
+        })? {
+            req.insert_header(http::header::AUTHORIZATION, value.clone())?;
+        }
+        if let Some(sid) = &route.upstream_session {
+            req.insert_header("mcp-session-id", sid.as_str())?;
+        }
+        if let Some(link) = virtual_link {
+            // The version this upstream agreed to, not the agent's.
+            req.insert_header("mcp-protocol-version", link.protocol.as_str())?;
+        }
+        if let Some(trace) = trace {
+            req.insert_header("traceparent", trace.header_value())?;
+        }
+        if let Some(len) = route.body_len {
+            // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
+            crate::http_headers::set_checked_body(req, len)?;
+        }
+        Ok(())
+    }
+
+    /// The upstream's session id, sealed for the caller (so only they can
+    /// present it), in place of the upstream's own.
+    fn seal_issued_session(
+        &self,
+        resp: &mut ResponseHeader,
+        route: &Route,
+        audit: &mut AuditState,
+    ) -> Result<()> {
+        let Some(sid) = resp.headers.get("mcp-session-id") else {
+            return Ok(());
+        };
+        let seal = SessionSeal::for_settings(route.settings(), &self.seal);
+        let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+        if self.auditor.is_some() {
+            audit.issued_session = Some(sealed.clone());
+        }
+        if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
+            m.session_initialized(route.upstream());
+        }
+        resp.insert_header("mcp-session-id", sealed)?;
+        Ok(())
+    }
+
+    /// Registers an event stream, so a revocation ends it even while idle.
+    fn register_stream(&self, route: &Route) -> Option<StreamGuard> {
+        let server: Arc<str> = match &route.via_virtual {
+            Some(v) => v.clone(),
+            None => route.upstream().name.clone(),
+        };
+        self.streams.register(route.digest(), server)
+    }
+
+    /// The end of every request: its log line, its metrics, its audit event.
+    fn finish(
+        &self,
+        req: &RequestHeader,
+        status: u16,
+        error: Option<String>,
+        ctx: &mut RequestCtx,
+    ) {
         let route = ctx.route.as_ref();
         let span = ctx.span.clone();
         let _in_span = span.enter();
         tracing::info!(
-            method = %session.req_header().method,
-            path = session.req_header().uri.path(),
+            method = %req.method,
+            path = req.uri.path(),
             status,
             server = route.map(|r| r.server_name()),
             principal = route.map(|r| r.principal_name()),
-            error = e.map(|e| e.to_string()),
+            error,
             "request"
         );
         if let Some(m) = &self.metrics {
             m.record(&ctx.tally);
         }
-        self.audit(session, status, ctx);
+        self.audit(req, status, ctx);
     }
-}
 
-impl Gateway {
     /// Admits a request to a server, or serves one to a virtual server
     /// (`Ok(None)`: answered by the gateway).
     async fn admit(
@@ -513,7 +566,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> std::result::Result<Option<Admitted>, Rejected> {
         let snapshot = self.snapshots.load_full();
-        let caller = match admit::authorize_virtual(session, &snapshot) {
+        let caller = match admit::authorize_virtual(session.req_header(), &snapshot) {
             None => {
                 return admit::admit(session, &self.snapshots, &self.seal)
                     .await

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use catalog::Snapshot;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::audit::Auditor;
 use crate::coalesce::Coalesced;
+use crate::front::{next_request, Next};
 use crate::gateway::Gateway;
 use crate::metrics::ProxyMetrics;
 use crate::sessions::SessionSeal;
@@ -81,7 +83,8 @@ pub fn start_with(
         gateway = gateway.with_auditor(auditor);
     }
     let sweeper = AbortOnDrop(tokio::spawn(sweep_on_change(snapshots, streams)));
-    serve(listener, gateway, Some(sweeper))
+    let front = Arc::new(gateway.clone());
+    serve_with_front(listener, gateway, Some(sweeper), Some(front))
 }
 
 /// Serves any Pingora `ProxyHttp` app with toolgate's accept loop (the
@@ -96,11 +99,25 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    serve_with_front(listener, app, companion, None)
+}
+
+/// [`serve`], with event-stream requests offered to `front` first (see `front.rs`).
+fn serve_with_front<SV>(
+    listener: TcpListener,
+    app: SV,
+    companion: Option<AbortOnDrop>,
+    front: Option<Arc<Gateway>>,
+) -> std::io::Result<ProxyHandle>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     let addr = listener.local_addr()?;
     let mut proxy = HttpProxy::new(app, Arc::new(ServerConf::default()));
     proxy.handle_init_modules();
     let (shutdown, watch) = watch::channel(false);
-    let accept = accept_loop(listener, Arc::new(proxy), watch);
+    let accept = accept_loop(listener, Arc::new(proxy), front, watch);
     let task = tokio::spawn(async move {
         // Aborting this task (stop) drops the companion, which ends it too.
         let _companion = companion;
@@ -152,12 +169,16 @@ const SWEEP_POLL: Duration = Duration::from_millis(100);
 /// a JWT ends within this long of the token's expiry.
 pub const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
+/// How long a kept-alive agent connection may wait for its next request.
+const KEEPALIVE_IDLE_SECS: u64 = 60;
+
 /// Most agent connections served at once.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
 async fn accept_loop<SV>(
     listener: TcpListener,
     proxy: Arc<HttpProxy<SV>>,
+    front: Option<Arc<Gateway>>,
     shutdown: watch::Receiver<bool>,
 ) where
     SV: ProxyHttp + Send + Sync + 'static,
@@ -179,6 +200,7 @@ async fn accept_loop<SV>(
         };
         let _ = tcp.set_nodelay(true);
         let proxy = proxy.clone();
+        let front = front.clone();
         let shutdown = shutdown.clone();
         let cancel = CancellationToken::new();
         tokio::spawn(CONNECTION.scope(cancel.clone(), async move {
@@ -186,9 +208,26 @@ async fn accept_loop<SV>(
             let serve = async {
                 // Fixed-length responses leave in one send (see `coalesce`).
                 let mut stream: Stream = Box::new(Coalesced::new(L4Stream::from(tcp)));
-                // Keep-alive: Pingora hands the stream back after each request.
-                while let Some(reused) = proxy.process_new(stream, &shutdown).await {
-                    stream = reused;
+                let mut settings = None;
+                // HTTP/1.1, one request at a time (Pingora's own loop, with a
+                // look at each request first when there is a front).
+                loop {
+                    if let Some(gateway) = &front {
+                        stream = match next_request(gateway, stream, &shutdown).await {
+                            Next::Pingora(stream) => stream,
+                            Next::Done => return,
+                        };
+                    }
+                    let mut session = ServerSession::new_http1(stream);
+                    match settings.take() {
+                        Some(kept) => HttpPersistentSettings::apply_to_session(kept, &mut session),
+                        None if *shutdown.borrow() => session.set_keepalive(None),
+                        None => session.set_keepalive(Some(KEEPALIVE_IDLE_SECS)),
+                    }
+                    match proxy.process_new_http(session, &shutdown).await {
+                        Some(reused) => (stream, settings) = reused.consume(),
+                        None => return,
+                    }
                 }
             };
             // Cancelling drops the connection: how a revoked caller's stream ends.

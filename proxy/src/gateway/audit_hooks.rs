@@ -2,7 +2,7 @@
 //! full, and hand each request's event to the writer.
 
 use catalog::model::SpoolFull;
-use pingora_proxy::Session;
+use pingora_http::RequestHeader;
 
 use super::{Gateway, RequestCtx};
 use crate::admit::Route;
@@ -47,7 +47,7 @@ impl Gateway {
     }
 
     /// Hands the request's audit event to the writer (never waits).
-    pub(super) fn audit(&self, session: &Session, status: u16, ctx: &mut RequestCtx) {
+    pub(super) fn audit(&self, req: &RequestHeader, status: u16, ctx: &mut RequestCtx) {
         let Some(auditor) = &self.auditor else {
             return;
         };
@@ -68,7 +68,6 @@ impl Gateway {
                 return;
             }
         }
-        let req = session.req_header();
         auditor.submit(AuditEvent {
             ts_ms: ctx.arrived_unix_ms,
             latency_us: ctx.arrived.elapsed().as_micros() as u64,

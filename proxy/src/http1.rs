@@ -1,0 +1,375 @@
+//! The few HTTP/1.1 pieces the event-stream path (`gateway/event_stream.rs`)
+//! handles itself: recognising an agent's `GET` event-stream request head,
+//! reading an upstream's response head, and de-chunking its body. Anything
+//! unusual is left to Pingora, which serves every other request.
+
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Most header fields in a head this module parses.
+const MAX_FIELDS: usize = 64;
+
+/// What the bytes read so far on a connection hold.
+pub enum Head {
+    /// Not yet a whole head: read more.
+    Incomplete,
+    /// Not an event-stream `GET`, or anything unusual: Pingora serves it.
+    Other,
+    /// A plain HTTP/1.1 `GET` asking for an event stream, with no body, of
+    /// `len` bytes.
+    EventStream {
+        /// The request head.
+        req: Box<RequestHeader>,
+        /// Its length on the wire.
+        len: usize,
+    },
+}
+
+/// Recognises an HTTP/1.1 `GET` for `text/event-stream` that carries no body
+/// and asks for no upgrade or `100-continue`.
+pub fn event_stream_request(buf: &[u8]) -> Head {
+    if !b"GET ".starts_with(&buf[..buf.len().min(4)]) {
+        return Head::Other;
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Incomplete,
+        Err(_) => return Head::Other,
+    };
+    if parsed.method != Some("GET") || parsed.version != Some(1) {
+        return Head::Other;
+    }
+    let mut wants_events = false;
+    for f in parsed.headers.iter() {
+        let name = f.name;
+        let framed = name.eq_ignore_ascii_case("content-length") && f.value != b"0";
+        if framed
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return Head::Other;
+        }
+        if name.eq_ignore_ascii_case("accept") && contains(f.value, b"text/event-stream") {
+            wants_events = true;
+        }
+    }
+    if !wants_events {
+        return Head::Other;
+    }
+    let Some(path) = parsed.path else {
+        return Head::Other;
+    };
+    let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), Some(parsed.headers.len()))
+    else {
+        return Head::Other;
+    };
+    for f in parsed.headers.iter() {
+        if req.append_header(f.name.to_string(), f.value).is_err() {
+            return Head::Other;
+        }
+    }
+    Head::EventStream {
+        req: Box::new(req),
+        len,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// How an upstream frames the body that follows its response head.
+#[derive(Debug, PartialEq)]
+pub enum Framing {
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// `Content-Length`.
+    Length(u64),
+    /// Until the upstream closes.
+    Close,
+}
+
+/// A response head the event-stream path does not handle: malformed, 1xx,
+/// or framed in a way other than plain `chunked`, one `Content-Length`, or close.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response head not handled outside Pingora")]
+pub struct UnhandledHead;
+
+/// An upstream response head: the header, its length on the wire, and how
+/// the body is framed. `Ok(None)`: incomplete.
+pub fn response_head(
+    buf: &[u8],
+) -> Result<Option<(ResponseHeader, usize, Framing)>, UnhandledHead> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(UnhandledHead),
+    };
+    let status = parsed.code.ok_or(UnhandledHead)?;
+    if status < 200 {
+        return Err(UnhandledHead);
+    }
+    let mut resp =
+        ResponseHeader::build(status, Some(parsed.headers.len())).map_err(|_| UnhandledHead)?;
+    let mut framing = Framing::Close;
+    for f in parsed.headers.iter() {
+        if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only plain `chunked` is understood; anything else goes to Pingora.
+            if !f.value.eq_ignore_ascii_case(b"chunked") || framing != Framing::Close {
+                return Err(UnhandledHead);
+            }
+            framing = Framing::Chunked;
+        } else if f.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(f.value)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            match (n, &framing) {
+                (Some(n), Framing::Close) => framing = Framing::Length(n),
+                _ => return Err(UnhandledHead),
+            }
+        }
+        resp.append_header(f.name.to_string(), f.value)
+            .map_err(|_| UnhandledHead)?;
+    }
+    Ok(Some((resp, len, framing)))
+}
+
+/// A request head as sent on the wire.
+pub fn request_bytes(req: &RequestHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    req.header_to_h1_wire(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A response head as sent on the wire.
+pub fn response_bytes(resp: &ResponseHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    resp.header_to_h1_wire(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `data` as one chunk of a chunked body (an empty `data`: nothing).
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(data.len() + 12);
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// A chunked body decoded as its bytes arrive, in any split.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    #[default]
+    Size,
+    /// This many data bytes left in the chunk.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk.
+    Trailer,
+    /// The body is complete.
+    Done,
+}
+
+/// A chunked body that does not follow RFC 9112.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed chunked body from the upstream")]
+pub struct BadChunk;
+
+impl ChunkedDecoder {
+    /// Appends the payload in `input` to `out`. Returns true once the body is complete.
+    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<bool, BadChunk> {
+        while !input.is_empty() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(end) = input.iter().position(|&b| b == b'\n') else {
+                        self.take_line(input)?;
+                        return Ok(false);
+                    };
+                    self.take_line(&input[..end])?;
+                    input = &input[end + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    self.state = match self.state {
+                        ChunkState::Size => match chunk_size(line)? {
+                            0 => ChunkState::Trailer,
+                            n => ChunkState::Data(n),
+                        },
+                        _ if line.is_empty() => ChunkState::Done,
+                        _ => ChunkState::Trailer,
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let n = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    self.state = match left - n as u64 {
+                        0 => ChunkState::DataEnd,
+                        left => ChunkState::Data(left),
+                    };
+                }
+                ChunkState::DataEnd => {
+                    match input[0] {
+                        b'\r' => {}
+                        b'\n' => self.state = ChunkState::Size,
+                        _ => return Err(BadChunk),
+                    }
+                    input = &input[1..];
+                }
+                ChunkState::Done => return Ok(true),
+            }
+        }
+        Ok(self.state == ChunkState::Done)
+    }
+
+    fn take_line(&mut self, part: &[u8]) -> Result<(), BadChunk> {
+        if self.line.len() + part.len() > MAX_LINE {
+            return Err(BadChunk);
+        }
+        self.line.extend_from_slice(part);
+        Ok(())
+    }
+}
+
+/// The size in a chunk-size line (extensions after `;` ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, BadChunk> {
+    let hex = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii();
+    if hex.is_empty() || hex.len() > 15 {
+        return Err(BadChunk);
+    }
+    let hex = std::str::from_utf8(hex).map_err(|_| BadChunk)?;
+    u64::from_str_radix(hex, 16).map_err(|_| BadChunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_split(wire: &[u8], at: usize) -> (Vec<u8>, bool) {
+        let mut d = ChunkedDecoder::default();
+        let mut out = Vec::new();
+        let mut done = false;
+        for part in wire.chunks(at.max(1)) {
+            done = d.push(part, &mut out).unwrap();
+        }
+        (out, done)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
+        for at in 1..wire.len() {
+            let (out, done) = decode_split(wire, at);
+            assert_eq!(out, b"helloabcdefghijklmnopqrstuvwxyz", "split {at}");
+            assert!(done, "split {at}");
+        }
+        let (out, done) = decode_split(b"3\r\nabc\r\n", 2);
+        assert_eq!((out.as_slice(), done), (&b"abc"[..], false));
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"3\r\nabcX",
+            b"\r\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            let mut out = Vec::new();
+            assert!(ChunkedDecoder::default().push(bad, &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn only_plain_event_stream_gets_are_taken() {
+        let ok = b"GET /mcp/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n";
+        assert!(
+            matches!(event_stream_request(ok), Head::EventStream { len, .. } if len == ok.len())
+        );
+        assert!(matches!(event_stream_request(&ok[..20]), Head::Incomplete));
+        assert!(matches!(event_stream_request(b"GE"), Head::Incomplete));
+        for other in [
+            &b"POST /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"[..],
+            b"GET /mcp/a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /mcp/a HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n",
+            b"GET /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\nExpect: 100-continue\r\n\r\n",
+        ] {
+            assert!(
+                matches!(event_stream_request(other), Head::Other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn response_heads_say_how_their_body_is_framed() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";
+        let (resp, len, framing) = response_head(head).unwrap().unwrap();
+        assert_eq!(
+            (resp.status.as_u16(), len, framing),
+            (200, head.len() - 3, Framing::Chunked)
+        );
+        let (_, _, framing) = response_head(b"HTTP/1.1 405 No\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(framing, Framing::Length(0));
+        assert!(response_head(b"HTTP/1.1 200 OK\r\nContent-")
+            .unwrap()
+            .is_none());
+        for bad in [
+            &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                response_head(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
