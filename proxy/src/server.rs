@@ -230,8 +230,11 @@ async fn accept_loop<SV>(
                     }
                 }
             };
-            // Cancelling drops the connection: how a revoked caller's stream ends.
+            // Cancelling drops the connection: how a revoked caller's stream
+            // ends (`serve` first: a stream served by the gateway itself
+            // notices and records its end).
             tokio::select! {
+                biased;
                 _ = serve => {}
                 _ = cancel.cancelled() => {}
             }

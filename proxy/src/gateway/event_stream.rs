@@ -26,12 +26,14 @@ use pingora_core::protocols::Stream;
 use pingora_http::RequestHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
 use crate::http1::{self, ChunkedDecoder, Framing};
 use crate::http_headers::strip_response;
 use crate::sse::SseRewriter;
+use crate::streams::CONNECTION;
 
 /// How long connecting to the upstream may take (as for Pingora's peers).
 const CONNECT: Duration = Duration::from_secs(5);
@@ -163,6 +165,11 @@ impl Gateway {
         // An empty body is complete before anything is read.
         let mut upstream_closed = matches!(body, Body::Length(0));
         let mut probe = [0u8; 64];
+        // A revocation cancels the connection (see `streams.rs`): noticed
+        // here first, so the stream's log line and audit event are written.
+        let revoked = CONNECTION
+            .try_with(CancellationToken::clone)
+            .unwrap_or_default();
         loop {
             if pending.is_empty() && !upstream_closed {
                 tokio::select! {
@@ -179,6 +186,7 @@ impl Gateway {
                             Err(e) => return Err(format!("upstream: {e}")),
                         }
                     }
+                    _ = revoked.cancelled() => return Err("access ended".into()),
                     // Anything the agent sends now is ignored; its close ends the stream.
                     read = agent.read(&mut probe) => match read {
                         Ok(0) | Err(_) => return Ok(()),
