@@ -6,6 +6,11 @@
 //! ([`filter`] for `tools/list`, [`sse`] for event streams). All decisions
 //! read one `Arc<Snapshot>` loaded per request from an `ArcSwap`, replaced by
 //! [`reload`] when `config/` changes.
+//!
+//! Connections are accepted by [`server`]; [`front`] looks at each request
+//! first, and an agent's `GET` event stream is held by the gateway itself
+//! (`gateway/event_stream.rs`, with [`http1`]) instead of Pingora's proxy
+//! loop, so idle streams stay cheap. Everything else is Pingora's.
 
 pub mod admit;
 pub mod audit;

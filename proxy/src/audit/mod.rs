@@ -21,7 +21,7 @@ pub mod tap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -226,24 +226,35 @@ async fn write_loop(
             ev = rx.recv() => ev,
             _ = stop.cancelled() => None,
         };
-        let mut events = Vec::new();
-        let Some(first) = first else {
-            // Stopping: write whatever is still queued.
-            while let Ok(ev) = rx.try_recv() {
-                events.push(ev);
-            }
-            flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
-            return;
+        // A batch gathers for FLUSH_INTERVAL and is then taken whole: the
+        // task is not woken once per event (the worker threads that serve
+        // requests run it too).
+        let stopping = match &first {
+            None => true,
+            Some(_) => tokio::select! {
+                _ = tokio::time::sleep(FLUSH_INTERVAL) => false,
+                _ = stop.cancelled() => true,
+            },
         };
-        events.push(first);
-        let deadline = tokio::time::Instant::from_std(Instant::now() + FLUSH_INTERVAL);
-        while events.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(ev)) => events.push(ev),
-                _ => break,
+        let mut events: Vec<AuditEvent> = first.into_iter().collect();
+        loop {
+            while events.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(ev) => events.push(ev),
+                    Err(_) => break,
+                }
             }
+            let more = events.len() == MAX_BATCH;
+            flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
+            if !more {
+                break;
+            }
+            events = Vec::new();
         }
-        flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
+        if stopping {
+            // Everything queued before the stop is written.
+            return;
+        }
     }
 }
 
