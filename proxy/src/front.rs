@@ -65,7 +65,9 @@ pub async fn next_request(
         None => Next::Done,
         Some(None) => put_back(stream, &buf),
         Some(Some(req)) => {
-            if Box::pin(gateway.serve_event_stream(&mut stream, &req)).await {
+            // Kept only in case the stream is declined: no spare capacity.
+            buf.shrink_to_fit();
+            if Box::pin(gateway.serve_event_stream(&mut stream, req)).await {
                 Next::Done
             } else {
                 put_back(stream, &buf)

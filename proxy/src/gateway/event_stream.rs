@@ -47,26 +47,22 @@ const READ: usize = 16 * 1024;
 impl Gateway {
     /// Serves `req`, an event-stream `GET`, on `agent`. False: declined,
     /// nothing was written to the agent, and Pingora should serve it.
-    pub(crate) async fn serve_event_stream(&self, agent: &mut Stream, req: &RequestHeader) -> bool {
-        let snapshot = self.snapshots.load_full();
-        let Some(up) = admit::server_from_path(req.uri.path()).and_then(|n| snapshot.upstream(n))
-        else {
-            return false;
-        };
-        if up.transport != Transport::StreamableHttp
-            || up.endpoint.tls
-            || up.credential_unavailable.is_some()
-        {
-            return false;
-        }
-        let Ok(mut route) = admit::admit_event_stream(req, &snapshot, &self.seal) else {
+    ///
+    /// An open stream holds only what its end needs: the request's method,
+    /// path and session (not its whole header), the route, the two sockets.
+    pub(crate) async fn serve_event_stream(
+        &self,
+        agent: &mut Stream,
+        req: Box<RequestHeader>,
+    ) -> bool {
+        let Some(mut route) = self.admit_stream(&req) else {
             return false;
         };
         let mut ctx = Box::new(RequestCtx::new());
-        ctx.begin(req);
+        ctx.begin(&req);
         ctx.tally.admitted(route.upstream(), route.method);
         ctx.tally.upstream_started();
-        let Some(mut upstream) = self.open_upstream(req, &route, &ctx).await else {
+        let Some(mut upstream) = self.open_upstream(&req, &route, &ctx).await else {
             return false;
         };
         let Some((mut resp, framing, rest)) = read_response_head(&mut upstream).await else {
@@ -102,9 +98,14 @@ impl Gateway {
         ctx.stream = self.register_stream(&route);
         ctx.response = ResponseMode::Sse(SseRewriter::default());
         ctx.route = Some(route);
+        let head = http1::response_bytes(&resp);
+        drop(resp);
+        let whole = req;
+        let req = summary(&whole);
+        drop(whole);
         let error = match framed {
             Err(e) => Some(e.to_string()),
-            Ok(_) => match write(agent, &http1::response_bytes(&resp)).await {
+            Ok(_) => match write(agent, &head).await {
                 Err(e) => Some(format!("agent: {e}")),
                 Ok(()) => self
                     .pump(agent, &mut upstream, framing, rest, &mut ctx)
@@ -112,8 +113,22 @@ impl Gateway {
                     .err(),
             },
         };
-        self.finish(req, status, error, &mut ctx);
+        self.finish(&req, status, error, &mut ctx);
         true
+    }
+
+    /// Admission as for Pingora, for the streams this path serves: to a
+    /// Streamable HTTP server over plain HTTP whose credential is available.
+    fn admit_stream(&self, req: &RequestHeader) -> Option<Route> {
+        let snapshot = self.snapshots.load_full();
+        let up = admit::server_from_path(req.uri.path()).and_then(|n| snapshot.upstream(n))?;
+        if up.transport != Transport::StreamableHttp
+            || up.endpoint.tls
+            || up.credential_unavailable.is_some()
+        {
+            return None;
+        }
+        admit::admit_event_stream(req, &snapshot, &self.seal).ok()
     }
 
     /// Connects to the upstream and sends it the stream's request.
@@ -259,6 +274,19 @@ impl Body {
             }
         }
     }
+}
+
+/// What a stream's log line and audit event need of its request: method,
+/// path, and the agent's session.
+fn summary(req: &RequestHeader) -> RequestHeader {
+    let path = req.uri.path().as_bytes();
+    let Ok(mut slim) = RequestHeader::build_no_case(req.method.clone(), path, Some(1)) else {
+        return req.clone();
+    };
+    if let Some(sid) = req.headers.get("mcp-session-id") {
+        let _ = slim.insert_header("mcp-session-id", sid.clone());
+    }
+    slim
 }
 
 /// Reads the upstream's response head; the bytes after it are returned too.
