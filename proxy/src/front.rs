@@ -56,9 +56,15 @@ pub async fn next_request(
             }
         }
     };
+    // Shutting down ends the wait (a dropped handle does not).
+    let stopping = async {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let head = tokio::select! {
         head = tokio::time::timeout(IDLE, head) => head.ok().flatten(),
-        _ = shutdown.changed() => None,
+        _ = stopping => None,
     };
     match head {
         // Closed, idle or shut down: whatever arrived is not a request to answer.
