@@ -149,6 +149,9 @@ async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamR
         let current = snapshots.load_full();
         // Also every few seconds: a JWT expires without any snapshot change.
         if current.version != seen || since_sweep >= EXPIRY_SWEEP {
+            if current.version != seen {
+                streams.snapshot_changed();
+            }
             seen = current.version;
             since_sweep = Duration::ZERO;
             let ended = streams.sweep(&current);

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use catalog::Snapshot;
 use dashmap::DashMap;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 tokio::task_local! {
@@ -29,6 +31,9 @@ struct Entry {
 pub struct StreamRegistry {
     next: AtomicU64,
     entries: DashMap<u64, Entry>,
+    /// Woken on every new snapshot: streams the gateway serves itself move
+    /// their route to it, so an idle stream does not keep an old snapshot.
+    snapshot_changed: Notify,
 }
 
 /// Removes its stream from the registry when the request ends.
@@ -74,6 +79,16 @@ impl StreamRegistry {
             }
         }
         cancelled
+    }
+
+    /// Tells the streams waiting in [`Self::snapshot_changes`] that a new snapshot is in.
+    pub fn snapshot_changed(&self) {
+        self.snapshot_changed.notify_waiters();
+    }
+
+    /// Resolves at the next [`Self::snapshot_changed`].
+    pub fn snapshot_changes(&self) -> Notified<'_> {
+        self.snapshot_changed.notified()
     }
 
     /// Number of open event streams.

@@ -185,6 +185,10 @@ impl Gateway {
         let revoked = CONNECTION
             .try_with(CancellationToken::clone)
             .unwrap_or_default();
+        // A new snapshot: the route moves to it (an idle stream must not keep
+        // an old snapshot alive), or the stream ends if access did.
+        let changed = self.streams.snapshot_changes();
+        tokio::pin!(changed);
         loop {
             if pending.is_empty() && !upstream_closed {
                 tokio::select! {
@@ -202,6 +206,15 @@ impl Gateway {
                         }
                     }
                     _ = revoked.cancelled() => return Err("access ended".into()),
+                    _ = &mut changed => {
+                        changed.set(self.streams.snapshot_changes());
+                        if let Some(route) = ctx.route.as_mut() {
+                            route
+                                .refresh(&self.snapshots)
+                                .map_err(|r| format!("access ended: {r}"))?;
+                        }
+                        continue;
+                    }
                     // Anything the agent sends now is ignored; its close ends the stream.
                     read = agent.read(&mut probe) => match read {
                         Ok(0) | Err(_) => return Ok(()),

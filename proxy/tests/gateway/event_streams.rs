@@ -232,3 +232,42 @@ async fn refusals_and_other_answers_are_served_as_before() {
     assert_eq!(up.gets.lock().unwrap().len(), before);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_stream_lets_go_of_the_snapshot_it_opened_under() {
+    let mut up = event_upstream(200).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(get_head(&gw, ALICE).as_bytes())
+        .await
+        .unwrap();
+    let tx = tokio::time::timeout(Duration::from_secs(5), up.streams.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut got = Vec::new();
+    assert!(read_until(&mut conn, &mut got, "\r\n\r\n").await);
+    let opened_under = gw.store.load_full();
+    // A config change that leaves alice's access as it was.
+    gw.edit(
+        "teams.yaml",
+        "teams: [{name: eng}, {name: support}, {name: finance}]\n",
+    )
+    .await;
+    // Nothing arrives on the stream, yet its route moves to the new
+    // snapshot: only this test still holds the old one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&opened_under) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        Arc::strong_count(&opened_under),
+        1,
+        "an idle stream keeps an old snapshot alive"
+    );
+    // The stream still flows.
+    tx.send(format!("data: {NOTE}\n\n")).unwrap();
+    let mut body = Vec::new();
+    assert!(read_until(&mut conn, &mut body, "notifications/message").await);
+    gw.stop().await;
+}
