@@ -582,7 +582,10 @@ impl Gateway {
             Some(Ok(caller)) => caller,
         };
         let pool = &self.virtual_sessions;
-        match virtual_server::handle(session, caller, &self.seal, pool, &self.snapshots).await? {
+        let streams = &self.streams;
+        match virtual_server::handle(session, caller, &self.seal, pool, &self.snapshots, streams)
+            .await?
+        {
             Outcome::Answered => Ok(None),
             Outcome::Forward(admitted, link) => {
                 ctx.virtual_link = Some(link);

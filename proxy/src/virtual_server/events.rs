@@ -12,20 +12,23 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use crate::admit::VirtualCaller;
+use crate::streams::StreamRegistry;
 
-/// How often the stream looks for a new snapshot.
-const POLL: Duration = Duration::from_millis(250);
 /// A comment line this often, so a vanished agent is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 const LIST_CHANGED: &[u8] =
     b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
 
-/// Serves the stream until the agent leaves or loses access.
+/// Serves the stream until the agent leaves or loses access. It is
+/// registered like every event stream, so a revocation or an expired JWT
+/// ends it even when no snapshot changes; it wakes only for a new snapshot
+/// (and its keep-alive), and keeps no older snapshot than the newest.
 pub async fn serve(
     session: &mut Session,
     caller: &VirtualCaller,
     snapshots: &Arc<ArcSwap<Snapshot>>,
+    streams: &Arc<StreamRegistry>,
 ) -> pingora_error::Result<()> {
     let mut header = ResponseHeader::build(200, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
@@ -35,32 +38,37 @@ pub async fn serve(
         .write_response_header(Box::new(header), false)
         .await?;
     let name = caller.endpoint().name.clone();
-    let mut version = caller.snapshot.version;
+    let _registered = streams.register(caller.digest, name.clone());
+    let mut caller = caller.clone();
     let mut list = caller.snapshot.virtual_tool_list(caller.class(), caller.id);
-    let mut since_write = Duration::ZERO;
     loop {
-        tokio::time::sleep(POLL).await;
-        since_write += POLL;
+        // Listening before looking: a snapshot swapped in meanwhile is not missed.
+        let changed = streams.snapshot_changes();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let current = snapshots.load_full();
-        if current.version != version {
-            version = current.version;
-            let Some(fresh) = still_listed(&current, caller, &name) else {
+        if current.version != caller.snapshot.version {
+            let Some(fresh) = still_listed(&current, &caller, &name) else {
                 // Access ended: end the stream.
                 return session.write_response_body(None, true).await;
             };
+            caller.snapshot = current;
             if fresh != list {
                 list = fresh;
                 session
                     .write_response_body(Some(Bytes::from_static(LIST_CHANGED)), false)
                     .await?;
-                since_write = Duration::ZERO;
             }
+            continue;
         }
-        if since_write >= KEEPALIVE {
-            session
-                .write_response_body(Some(Bytes::from_static(b": keepalive\n\n")), false)
-                .await?;
-            since_write = Duration::ZERO;
+        drop(current);
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(KEEPALIVE) => {
+                session
+                    .write_response_body(Some(Bytes::from_static(b": keepalive\n\n")), false)
+                    .await?;
+            }
         }
     }
 }

@@ -37,6 +37,7 @@ use crate::decide::{check_headers, McpHeaders};
 use crate::error::Refusal;
 use crate::jsonrpc;
 use crate::sessions::SessionSeal;
+use crate::streams::StreamRegistry;
 use session_id::VirtualSession;
 pub use upstream_sessions::UpstreamSessions;
 
@@ -72,6 +73,7 @@ pub async fn handle(
     seal: &SessionSeal,
     pool: &Arc<UpstreamSessions>,
     snapshots: &Arc<ArcSwap<Snapshot>>,
+    streams: &Arc<StreamRegistry>,
 ) -> Result<Outcome, Rejected> {
     let seal = SessionSeal::for_settings(&caller.snapshot.settings, seal).into_owned();
     let reject = |r: Refusal| Rejected {
@@ -96,7 +98,7 @@ pub async fn handle(
                     .ok_or_else(|| reject(missing_session()))?,
             )
             .map_err(reject)?;
-            events::serve(session, &caller, snapshots)
+            events::serve(session, &caller, snapshots, streams)
                 .await
                 .map_err(io)?;
             Ok(Outcome::Answered)

@@ -450,11 +450,29 @@ async fn an_unknown_team_in_the_mapping_is_refused_with_file_and_field() {
 
 #[tokio::test]
 async fn an_open_stream_ends_when_its_jwt_expires() {
+    stream_ends_when_its_jwt_expires(None).await;
+}
+
+#[tokio::test]
+async fn an_open_virtual_server_stream_ends_when_its_jwt_expires() {
+    let desk = "virtual_servers:\n  - {name: desk, tools: [{server: demo, tools: [search_issues]}], access: {teams: [eng]}}\n";
+    stream_ends_when_its_jwt_expires(Some(desk)).await;
+}
+
+/// A `GET` stream opened with a JWT about to expire, to `demo` or to the
+/// virtual server `desk` that `virtual_yaml` defines.
+async fn stream_ends_when_its_jwt_expires(virtual_yaml: Option<&str>) {
     let Some(mut idp) = Idp::start().await else {
         return;
     };
     let (_upstream, gw) = gateway_with(&idp).await;
-    let url = gw.url("demo");
+    let url = match virtual_yaml {
+        Some(yaml) => {
+            gw.edit("virtual.yaml", yaml).await;
+            gw.url("desk")
+        }
+        None => gw.url("demo"),
+    };
     // Expired 50 s ago: still inside the 60 s leeway for about 10 s.
     let claims = json!({"sub": "id-1", "email": "dana@example.com", "groups": ["engineers"], "aud": AUDIENCE, "azp": "laptop-agent"});
     let token = idp.mint("rs256", claims, &[], -50).await;
