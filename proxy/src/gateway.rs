@@ -1,5 +1,8 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is a few lines that
-//! delegate to plain functions (see `admit.rs`, `decide.rs`, `filter.rs`).
+//! delegate to plain functions (see `admit.rs`, `decide.rs`, `filter.rs`)
+//! and to this module's parts: `admission` (admit, serve or refuse),
+//! `upstream_request` (address and request head upstream), `response_hooks`,
+//! `audit_hooks`, and `event_stream` (idle streams outside Pingora).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +20,7 @@ use crate::admit::{self, Admitted, Rejected, Route};
 use crate::audit::{Auditor, ResponseTap};
 use crate::error::Refusal;
 use crate::filter;
-use crate::http_headers::{strip_request, strip_response};
+use crate::http_headers::strip_response;
 use crate::large_body;
 use crate::metrics::{ProxyMetrics, RequestTally, ToolDecision};
 use crate::sessions::SessionSeal;
@@ -25,11 +28,15 @@ use crate::sse::SseRewriter;
 use crate::streams::{StreamGuard, StreamRegistry};
 use crate::tls::CaCache;
 use crate::trace::TraceContext;
-use crate::virtual_server::{self, Outcome, UpstreamLink, UpstreamSessions};
+use crate::virtual_server::{UpstreamLink, UpstreamSessions};
 
+mod admission;
 mod audit_hooks;
 mod event_stream;
 mod response_hooks;
+mod upstream_request;
+
+use admission::{denied_tools, respond};
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 /// Clones share everything (the accept loop keeps one for event streams).
@@ -291,22 +298,7 @@ impl ProxyHttp for Gateway {
         if up.transport != catalog::model::Transport::StreamableHttp {
             return crate::bridge::peer(&self.bridges, up).await;
         }
-        let addr = match up.addr {
-            Some(addr) => addr,
-            None => {
-                let target = (up.endpoint.host.as_str(), up.endpoint.port);
-                tokio::net::lookup_host(target)
-                    .await
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| {
-                        Error::explain(
-                            ErrorType::ConnectNoRoute,
-                            format!("cannot resolve {}", up.endpoint.host),
-                        )
-                    })?
-            }
-        };
+        let addr = upstream_request::upstream_addr(up).await?;
         let mut peer = HttpPeer::new(addr, up.endpoint.tls, up.endpoint.host.clone());
         if let (true, Some(pem)) = (up.endpoint.tls, &up.tls_ca_pem) {
             let ca = self.private_cas.get(pem).map_err(|m| {
@@ -450,88 +442,6 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Points a request at the route's upstream: the operator's endpoint and
-    /// Host, the server's credential (or the caller's delegated one), the
-    /// upstream session, the trace context; the caller's token and
-    /// hop-by-hop headers removed.
-    fn point_upstream(
-        &self,
-        req: &mut RequestHeader,
-        route: &Route,
-        trace: Option<&TraceContext>,
-        virtual_link: Option<&UpstreamLink>,
-    ) -> Result<()> {
-        let up = route.upstream();
-        // The operator's endpoint, exactly: an agent's query string could
-        // override parameters (keys, tenants) the endpoint URL sets.
-        let uri = up.endpoint.path_and_query.parse();
-        req.set_uri(uri.map_err(|_| Error::new(ErrorType::InternalError))?);
-        strip_request(req);
-        req.insert_header(http::header::HOST, up.host_header.clone())?;
-        if let Some((name, value)) = &up.credential {
-            req.insert_header(name.clone(), value.clone())?;
-        }
-        if up.transport != catalog::model::Transport::StreamableHttp {
-            req.insert_header(crate::bridge::BRIDGE_SECRET_HEADER, self.bridges.secret())?;
-        }
-        // Delegated OAuth: the caller's own token (admission refused callers without one).
-        if let Some(value) = route.delegated_credential().map_err(|r| {
-            Error::explain(
-                ErrorType::InternalError,
-                format!("delegated credential: {r}"),
-            )
-        })? {
-            req.insert_header(http::header::AUTHORIZATION, value.clone())?;
-        }
-        if let Some(sid) = &route.upstream_session {
-            req.insert_header("mcp-session-id", sid.as_str())?;
-        }
-        if let Some(link) = virtual_link {
-            // The version this upstream agreed to, not the agent's.
-            req.insert_header("mcp-protocol-version", link.protocol.as_str())?;
-        }
-        if let Some(trace) = trace {
-            req.insert_header("traceparent", trace.header_value())?;
-        }
-        if let Some(len) = route.body_len {
-            // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
-            crate::http_headers::set_checked_body(req, len)?;
-        }
-        Ok(())
-    }
-
-    /// The upstream's session id, sealed for the caller (so only they can
-    /// present it), in place of the upstream's own.
-    fn seal_issued_session(
-        &self,
-        resp: &mut ResponseHeader,
-        route: &Route,
-        audit: &mut AuditState,
-    ) -> Result<()> {
-        let Some(sid) = resp.headers.get("mcp-session-id") else {
-            return Ok(());
-        };
-        let seal = SessionSeal::for_settings(route.settings(), &self.seal);
-        let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
-        if self.auditor.is_some() {
-            audit.issued_session = Some(sealed.clone());
-        }
-        if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
-            m.session_initialized(route.upstream());
-        }
-        resp.insert_header("mcp-session-id", sealed)?;
-        Ok(())
-    }
-
-    /// Registers an event stream, so a revocation ends it even while idle.
-    fn register_stream(&self, route: &Route) -> Option<StreamGuard> {
-        let server: Arc<str> = match &route.via_virtual {
-            Some(v) => v.clone(),
-            None => route.upstream().name.clone(),
-        };
-        self.streams.register(route.digest(), server)
-    }
-
     /// The end of every request: its log line, its metrics, its audit event.
     fn finish(
         &self,
@@ -557,86 +467,4 @@ impl Gateway {
         }
         self.audit(req, status, ctx);
     }
-
-    /// Admits a request to a server, or serves one to a virtual server
-    /// (`Ok(None)`: answered by the gateway).
-    async fn admit(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> std::result::Result<Option<Admitted>, Rejected> {
-        let snapshot = self.snapshots.load_full();
-        let caller = match admit::authorize_virtual(session.req_header(), &snapshot) {
-            None => {
-                return admit::admit(session, &self.snapshots, &self.seal)
-                    .await
-                    .map(Some)
-            }
-            Some(Err(refusal)) => {
-                return Err(Rejected {
-                    error: refusal.into(),
-                    route: None,
-                    body: None,
-                })
-            }
-            Some(Ok(caller)) => caller,
-        };
-        let pool = &self.virtual_sessions;
-        let streams = &self.streams;
-        match virtual_server::handle(session, caller, &self.seal, pool, &self.snapshots, streams)
-            .await?
-        {
-            Outcome::Answered => Ok(None),
-            Outcome::Forward(admitted, link) => {
-                ctx.virtual_link = Some(link);
-                Ok(Some(*admitted))
-            }
-        }
-    }
-
-    /// Answers a refusal: counted in the metrics, its size kept for the audit record.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        refusal: &Refusal,
-    ) -> Result<()> {
-        if let Some(m) = &self.metrics {
-            let snapshot = self.snapshots.load();
-            m.refused(&mut ctx.tally, refusal, &snapshot, session.req_header());
-        }
-        ctx.audit.tap.total = respond(session, refusal).await? as u64;
-        Ok(())
-    }
-}
-
-fn denied_tools(refusal: &Refusal) -> Vec<&str> {
-    match refusal {
-        Refusal::Denied(calls) => calls.iter().filter_map(|c| c.tool.as_deref()).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Writes a refusal as the whole response; returns the body's length.
-pub(crate) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<usize> {
-    let r = refusal.to_response();
-    let len = r.body.len();
-    let mut header = ResponseHeader::build(r.status, Some(4))?;
-    if !r.body.is_empty() {
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    }
-    header.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
-    for (name, value) in r.headers {
-        header.insert_header(name, value)?;
-    }
-    session.set_keepalive(None);
-    session
-        .write_response_header(Box::new(header), r.body.is_empty())
-        .await?;
-    if !r.body.is_empty() {
-        session
-            .write_response_body(Some(Bytes::from(r.body)), true)
-            .await?;
-    }
-    Ok(len)
 }

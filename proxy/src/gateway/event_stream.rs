@@ -139,13 +139,7 @@ impl Gateway {
         ctx: &RequestCtx,
     ) -> Option<TcpStream> {
         let up = route.upstream();
-        let addr = match up.addr {
-            Some(addr) => addr,
-            None => tokio::net::lookup_host((up.endpoint.host.as_str(), up.endpoint.port))
-                .await
-                .ok()?
-                .next()?,
-        };
+        let addr = super::upstream_request::upstream_addr(up).await.ok()?;
         let mut upstream = tokio::time::timeout(CONNECT, TcpStream::connect(addr))
             .await
             .ok()?

@@ -1,16 +1,55 @@
-//! Response rewriting: `tools/list` results filtered for the caller (JSON
-//! or SSE), and a virtual server's call resent when its upstream restarted.
+//! Response rewriting: the upstream's session id sealed for the caller,
+//! event streams registered for revocation, `tools/list` results filtered
+//! for the caller (JSON or SSE), and a virtual server's call resent when its
+//! upstream restarted.
 
 use bytes::Bytes;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 
-use super::{Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
+use std::sync::Arc;
+
+use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
+use crate::admit::Route;
 use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
+use crate::sessions::SessionSeal;
+use crate::streams::StreamGuard;
 use crate::virtual_server::{self, UpstreamLink};
 
 impl Gateway {
+    /// The upstream's session id, sealed for the caller (so only they can
+    /// present it), in place of the upstream's own.
+    pub(super) fn seal_issued_session(
+        &self,
+        resp: &mut ResponseHeader,
+        route: &Route,
+        audit: &mut AuditState,
+    ) -> Result<()> {
+        let Some(sid) = resp.headers.get("mcp-session-id") else {
+            return Ok(());
+        };
+        let seal = SessionSeal::for_settings(route.settings(), &self.seal);
+        let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+        if self.auditor.is_some() {
+            audit.issued_session = Some(sealed.clone());
+        }
+        if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
+            m.session_initialized(route.upstream());
+        }
+        resp.insert_header("mcp-session-id", sealed)?;
+        Ok(())
+    }
+
+    /// Registers an event stream, so a revocation ends it even while idle.
+    pub(super) fn register_stream(&self, route: &Route) -> Option<StreamGuard> {
+        let server: Arc<str> = match &route.via_virtual {
+            Some(v) => v.clone(),
+            None => route.upstream().name.clone(),
+        };
+        self.streams.register(route.digest(), server)
+    }
+
     /// Filters `tools/list` results; ends the response if the caller lost access.
     pub(super) fn filter_body(
         &self,
