@@ -223,14 +223,19 @@ fn reauthorize_virtual(
     Ok(caller.route_to(server))
 }
 
+/// The policy class of the token's holder under `snapshot`: a PAT's, or a
+/// remembered JWT's while it is valid. `None`: the token no longer signs in.
+pub fn current_class(snapshot: &Snapshot, digest: &[u8; 32]) -> Option<catalog::ClassId> {
+    match snapshot.authenticate(digest) {
+        Some(caller) => Some(caller.class),
+        None => crate::jwt::remembered_caller(snapshot, digest).map(|jwt| jwt.caller.class),
+    }
+}
+
 /// May the token's holder still use `server` (or virtual server) under `snapshot`?
 pub fn still_allowed(snapshot: &Snapshot, digest: &[u8; 32], server: &str) -> bool {
-    let class = match snapshot.authenticate(digest) {
-        Some(caller) => caller.class,
-        None => match crate::jwt::remembered_caller(snapshot, digest) {
-            Some(jwt) => jwt.caller.class,
-            None => return false,
-        },
+    let Some(class) = current_class(snapshot, digest) else {
+        return false;
     };
     snapshot
         .upstream(server)

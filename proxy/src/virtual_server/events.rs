@@ -75,16 +75,9 @@ pub async fn serve(
 
 /// The caller's tool list under `snapshot`, if they still have the server.
 fn still_listed(snapshot: &Snapshot, caller: &VirtualCaller, name: &str) -> Option<Arc<[u8]>> {
-    let class = still_class(snapshot, caller)?;
+    let class = crate::admit::current_class(snapshot, &caller.digest)?;
     let v = snapshot.virtual_server(name)?;
     snapshot
         .can_access_virtual(class, v.id)
         .then(|| snapshot.virtual_tool_list(class, v.id))
-}
-
-fn still_class(snapshot: &Snapshot, caller: &VirtualCaller) -> Option<catalog::ClassId> {
-    match snapshot.authenticate(&caller.digest) {
-        Some(c) => Some(c.class),
-        None => crate::jwt::remembered_caller(snapshot, &caller.digest).map(|j| j.caller.class),
-    }
 }
