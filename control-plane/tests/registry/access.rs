@@ -28,13 +28,7 @@ async fn pat_issue_and_revoke_through_the_proxy() {
         hex::encode(catalog::token_digest(&token))
     );
 
-    assert_eq!(
-        plane
-            .api("DELETE", &format!("/v1/tokens/{id}"), None)
-            .await
-            .0,
-        200
-    );
+    plane.revoke_token(id).await;
     eventually("the revoked token is refused", || async {
         post(&url, Some(&token), INIT, &[]).await.status == 401
     })

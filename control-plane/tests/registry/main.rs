@@ -127,6 +127,12 @@ impl Plane {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Revokes token `id` through the API (200 expected).
+    async fn revoke_token(&self, id: i64) {
+        let path = format!("/v1/tokens/{id}");
+        assert_eq!(self.api("DELETE", &path, None).await.0, 200);
+    }
+
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.api_as(Some(ADMIN), method, path, body).await
     }

@@ -77,6 +77,25 @@ fn get_head(gw: &Gateway, token: &str) -> String {
     )
 }
 
+/// Sends alice's stream request on `conn`; returns the sending side of the
+/// upstream's stream it opened, and the response head the agent read.
+async fn open_stream(
+    conn: &mut TcpStream,
+    gw: &Gateway,
+    up: &mut EventUpstream,
+) -> (mpsc::UnboundedSender<String>, String) {
+    conn.write_all(get_head(gw, ALICE).as_bytes())
+        .await
+        .unwrap();
+    let tx = tokio::time::timeout(Duration::from_secs(5), up.streams.recv())
+        .await
+        .expect("the GET reached the upstream")
+        .unwrap();
+    let mut got = Vec::new();
+    assert!(read_until(conn, &mut got, "\r\n\r\n").await);
+    (tx, String::from_utf8_lossy(&got).to_lowercase())
+}
+
 /// Reads from `conn` until `want` appears in what was read (or 5 s pass).
 async fn read_until(conn: &mut TcpStream, got: &mut Vec<u8>, want: &str) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -111,16 +130,7 @@ async fn a_stream_after_a_call_on_the_same_connection_is_filtered_and_ends_with_
     );
 
     // Then the event stream, on the same connection.
-    conn.write_all(get_head(&gw, ALICE).as_bytes())
-        .await
-        .unwrap();
-    let tx = tokio::time::timeout(Duration::from_secs(5), up.streams.recv())
-        .await
-        .expect("the GET reached the upstream")
-        .unwrap();
-    let mut got = Vec::new();
-    assert!(read_until(&mut conn, &mut got, "\r\n\r\n").await);
-    let head = String::from_utf8_lossy(&got).to_lowercase();
+    let (tx, head) = open_stream(&mut conn, &gw, &mut up).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
@@ -185,15 +195,7 @@ async fn an_agent_leaving_closes_the_upstream_stream() {
     let mut up = event_upstream(200).await;
     let gw = Gateway::start(up.addr).await;
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(get_head(&gw, ALICE).as_bytes())
-        .await
-        .unwrap();
-    let tx = tokio::time::timeout(Duration::from_secs(5), up.streams.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut got = Vec::new();
-    assert!(read_until(&mut conn, &mut got, "\r\n\r\n").await);
+    let (tx, _) = open_stream(&mut conn, &gw, &mut up).await;
     drop(conn);
     // The gateway drops its upstream connection: the upstream's stream ends.
     tokio::time::timeout(Duration::from_secs(5), tx.closed())
@@ -238,15 +240,7 @@ async fn an_idle_stream_lets_go_of_the_snapshot_it_opened_under() {
     let mut up = event_upstream(200).await;
     let gw = Gateway::start(up.addr).await;
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(get_head(&gw, ALICE).as_bytes())
-        .await
-        .unwrap();
-    let tx = tokio::time::timeout(Duration::from_secs(5), up.streams.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut got = Vec::new();
-    assert!(read_until(&mut conn, &mut got, "\r\n\r\n").await);
+    let (tx, _) = open_stream(&mut conn, &gw, &mut up).await;
     let opened_under = gw.store.load_full();
     // A config change that leaves alice's access as it was.
     gw.edit(
