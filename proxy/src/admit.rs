@@ -319,14 +319,52 @@ pub async fn admit(
         body: None,
     })?;
     let mut body = None;
-    let checked = match check_request(session, store, seal, &mut route, &mut body).await {
-        // Last, so the refusal carries the request id: nothing reaches the upstream.
-        Ok(()) => route
+    let checked = check_request(session, store, seal, &mut route, &mut body).await;
+    conclude(route, body, checked)
+}
+
+/// Admits or refuses a `POST` whose body the gateway's direct path read
+/// itself (`raw`, as sent), exactly as [`admit`] decides.
+// A refusal is as ordinary an outcome as an admission, and both carry the route.
+#[allow(clippy::result_large_err)]
+pub fn admit_post(
+    req: &RequestHeader,
+    raw: Bytes,
+    store: &ArcSwap<Snapshot>,
+    seal: &SessionSeal,
+) -> Result<Admitted, Rejected> {
+    let snapshot = store.load_full();
+    let mut route = authorize_request(req, &snapshot).map_err(|r| Rejected {
+        error: r.into(),
+        route: None,
+        body: None,
+    })?;
+    let mut body = None;
+    let checked = (|| {
+        check_head(req, seal, &mut route)?;
+        let max = route.snapshot.settings.max_body_bytes;
+        let decoded = crate::body::take_request_body(req, raw, max)?;
+        body = Some(decoded.clone());
+        check_post(req, &decoded, store, &mut route)
+    })()
+    .map_err(AdmitError::from);
+    conclude(route, body, checked)
+}
+
+/// The caller's own delegated credential is checked last, so its refusal
+/// carries the request id: nothing reaches the upstream.
+#[allow(clippy::result_large_err)]
+fn conclude(
+    route: Route,
+    body: Option<Bytes>,
+    checked: Result<(), AdmitError>,
+) -> Result<Admitted, Rejected> {
+    let checked = checked.and_then(|()| {
+        route
             .delegated_credential()
             .map(|_| ())
-            .map_err(AdmitError::from),
-        Err(e) => Err(e),
-    };
+            .map_err(AdmitError::from)
+    });
     match checked {
         Ok(()) => Ok(Admitted { route, body }),
         Err(error) => Err(Rejected {
@@ -499,7 +537,17 @@ async fn check_request(
     route: &mut Route,
     body_seen: &mut Option<Bytes>,
 ) -> Result<(), AdmitError> {
-    let req = session.req_header();
+    if check_head(session.req_header(), seal, route)? {
+        let max = route.snapshot.settings.max_body_bytes;
+        let body = read_request_body(session, max).await?;
+        *body_seen = Some(body.clone());
+        check_post(session.req_header(), &body, store, route)?;
+    }
+    Ok(())
+}
+
+/// Session and method. True: a `POST`, whose body is to be checked.
+fn check_head(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Result<bool, Refusal> {
     open_session(req, seal, route)?;
     let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
@@ -508,47 +556,54 @@ async fn check_request(
             .is_some_and(|v| v.as_bytes() != b"0");
     if has_body && matches!(req.method, http::Method::GET | http::Method::DELETE) {
         // A body here would reach the upstream unchecked.
-        return Err(Refusal::Unsupported(format!("{} requests carry no body", req.method)).into());
+        return Err(Refusal::Unsupported(format!(
+            "{} requests carry no body",
+            req.method
+        )));
     }
     match req.method {
         http::Method::GET => {
             as_event_stream(route);
-            Ok(())
+            Ok(false)
         }
         http::Method::DELETE => {
             route.method = "DELETE";
-            Ok(())
+            Ok(false)
         }
-        http::Method::POST => {
-            let max = route.snapshot.settings.max_body_bytes;
-            let body = read_request_body(session, max).await?;
-            *body_seen = Some(body.clone());
-            route.refresh(store)?;
-            let parsed = jsonrpc::parse(&body).map_err(Refusal::Parse)?;
-            let headers = session.req_header();
-            let mcp = McpHeaders::of(&headers.headers);
-            check_headers(&parsed, &mcp)?;
-            route.calls_tools = parsed
-                .messages()
-                .iter()
-                .any(|m| m.method() == Some("tools/call"));
-            route.method = crate::metrics::request_method(&http::Method::POST, Some(&parsed));
-            if route.calls_tools {
-                route.tools = parsed
-                    .messages()
-                    .iter()
-                    .filter_map(|m| m.tool().map(str::to_string))
-                    .collect();
-            }
-            route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
-            route.body_len = Some(body.len());
-            if let jsonrpc::Body::Single(m) = &parsed {
-                route.reply_id = m.id.clone();
-            }
-            Ok(())
-        }
-        _ => Err(Refusal::MethodNotAllowed.into()),
+        http::Method::POST => Ok(true),
+        _ => Err(Refusal::MethodNotAllowed),
     }
+}
+
+/// A `POST`'s decoded body: parsed once, headers checked against it, decided.
+fn check_post(
+    req: &RequestHeader,
+    body: &Bytes,
+    store: &ArcSwap<Snapshot>,
+    route: &mut Route,
+) -> Result<(), Refusal> {
+    route.refresh(store)?;
+    let parsed = jsonrpc::parse(body).map_err(Refusal::Parse)?;
+    let mcp = McpHeaders::of(&req.headers);
+    check_headers(&parsed, &mcp)?;
+    route.calls_tools = parsed
+        .messages()
+        .iter()
+        .any(|m| m.method() == Some("tools/call"));
+    route.method = crate::metrics::request_method(&http::Method::POST, Some(&parsed));
+    if route.calls_tools {
+        route.tools = parsed
+            .messages()
+            .iter()
+            .filter_map(|m| m.tool().map(str::to_string))
+            .collect();
+    }
+    route.list_ids = decide(&parsed, &route.snapshot, route.caller.class, route.server)?;
+    route.body_len = Some(body.len());
+    if let jsonrpc::Body::Single(m) = &parsed {
+        route.reply_id = m.id.clone();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

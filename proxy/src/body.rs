@@ -3,6 +3,7 @@
 use std::io::Read;
 
 use bytes::{Bytes, BytesMut};
+use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::error::Refusal;
@@ -26,20 +27,7 @@ impl From<Refusal> for ReadError {
 /// returns it decoded. Refuses early on a declared length above the cap.
 pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<Bytes, ReadError> {
     let header = session.req_header();
-    if let Some(ct) = header.headers.get(http::header::CONTENT_TYPE) {
-        check_content_type(ct.as_bytes())?;
-    }
-    let encoding = header
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let declared = header
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Refusal::TooLarge { limit }.into());
-    }
+    check_declared(header, limit)?;
     if header
         .headers
         .get(http::header::EXPECT)
@@ -66,15 +54,51 @@ pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<By
         }
         buf.extend_from_slice(&chunk);
     }
-    let raw = buf.freeze();
+    Ok(decode(session.req_header(), buf.freeze(), limit)?)
+}
+
+/// A body read in full by the gateway's direct path (see
+/// `gateway/direct.rs`), checked and decoded as [`read_request_body`] does.
+pub fn take_request_body(
+    header: &RequestHeader,
+    raw: Bytes,
+    limit: usize,
+) -> Result<Bytes, Refusal> {
+    check_declared(header, limit)?;
+    if raw.len() > limit {
+        return Err(Refusal::TooLarge { limit });
+    }
+    decode(header, raw, limit)
+}
+
+/// What the head says of the body: its content type, and a length within the cap.
+fn check_declared(header: &RequestHeader, limit: usize) -> Result<(), Refusal> {
+    if let Some(ct) = header.headers.get(http::header::CONTENT_TYPE) {
+        check_content_type(ct.as_bytes())?;
+    }
+    let declared = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::TooLarge { limit });
+    }
+    Ok(())
+}
+
+/// The body decoded as its `Content-Encoding` says (gzip, deflate or none).
+fn decode(header: &RequestHeader, raw: Bytes, limit: usize) -> Result<Bytes, Refusal> {
+    let encoding = header
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("identity") => Ok(raw),
         Some("gzip" | "x-gzip") => inflate(flate2::read::GzDecoder::new(&raw[..]), limit),
         Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit),
         Some(other) => Err(Refusal::Unsupported(format!(
             "content encoding {other:?} is not supported; use gzip, deflate or none"
-        ))
-        .into()),
+        ))),
     }
 }
 
@@ -100,14 +124,14 @@ fn check_content_type(value: &[u8]) -> Result<(), Refusal> {
     }
 }
 
-fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, ReadError> {
+fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, Refusal> {
     let mut out = Vec::new();
     reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| Refusal::Unsupported(format!("the compressed body cannot be decoded: {e}")))?;
     if out.len() > limit {
-        return Err(Refusal::TooLarge { limit }.into());
+        return Err(Refusal::TooLarge { limit });
     }
     Ok(out.into())
 }

@@ -1,8 +1,9 @@
 //! Each request on an agent connection is looked at before Pingora reads
-//! it: an event-stream `GET` is served by the gateway's lean stream path
-//! (see `gateway/event_stream.rs`); everything else, including any stream
-//! that path declines, is put back in front of the connection's reads for
-//! Pingora to serve as usual.
+//! it. The gateway serves two kinds itself: an event-stream `GET` (see
+//! `gateway/event_stream.rs`) and a `POST` with a `Content-Length` to a
+//! plain-HTTP Streamable HTTP server (see `gateway/direct.rs`). Everything
+//! else, including any request those paths decline, is put back in front of
+//! the connection's reads for Pingora to serve as usual.
 
 use std::time::Duration;
 
@@ -14,11 +15,12 @@ use crate::coalesce::Coalesced;
 use crate::gateway::Gateway;
 use crate::http1::{self, Head};
 
-/// How long a connection may wait for its next request (Pingora's
-/// keep-alive idle time for the gateway, see `gateway.rs`).
+/// How long a connection may wait for its next request, and for the rest
+/// of a request's body (Pingora's keep-alive idle time for the gateway, see
+/// `gateway.rs`).
 const IDLE: Duration = Duration::from_secs(60);
 
-/// Most bytes read while looking for an event-stream request's head.
+/// Most bytes read while looking for a request's head.
 const MAX_HEAD: usize = 32 * 1024;
 
 /// What to do with a connection after its next request was looked at.
@@ -26,33 +28,79 @@ pub enum Next {
     /// Pingora serves the request (its bytes are put back).
     Pingora(Stream),
     /// The connection is finished: closed by the agent, idle too long, or
-    /// its event stream was served.
+    /// its last request was served.
     Done,
 }
 
-/// Reads the connection's next request head far enough to tell an event
-/// stream from anything else, and serves the stream when the gateway can.
+/// Serves the connection's requests for as long as the gateway takes them
+/// itself; hands the connection to Pingora at the first it does not.
 pub async fn next_request(
     gateway: &Gateway,
     mut stream: Stream,
     shutdown: &watch::Receiver<bool>,
 ) -> Next {
-    if *shutdown.borrow() {
-        return Next::Done;
-    }
-    let mut shutdown = shutdown.clone();
+    // Bytes read and not yet served (a pipelined request after a `POST`).
     let mut buf = Vec::new();
+    loop {
+        if *shutdown.borrow() {
+            return Next::Done;
+        }
+        let Some(head) = read_head(&mut stream, &mut buf, shutdown).await else {
+            // Closed, idle or shut down: whatever arrived is not a request to answer.
+            return Next::Done;
+        };
+        match head {
+            Head::EventStream { req, .. } => {
+                // Kept only in case the stream is declined: no spare capacity.
+                buf.shrink_to_fit();
+                if Box::pin(gateway.serve_event_stream(&mut stream, req)).await {
+                    return Next::Done;
+                }
+                return put_back(stream, &buf);
+            }
+            Head::Post {
+                req,
+                len,
+                body_len,
+                close,
+            } if gateway.takes_post(&req, body_len) => {
+                let end = len + body_len;
+                if !read_to(&mut stream, &mut buf, end).await {
+                    return Next::Done;
+                }
+                let rest = buf.split_off(end);
+                let body = bytes::Bytes::from(buf).slice(len..);
+                let keep_alive = gateway.serve_post(&mut stream, req, body, close).await;
+                if !keep_alive {
+                    return Next::Done;
+                }
+                buf = rest;
+            }
+            _ => return put_back(stream, &buf),
+        }
+    }
+}
+
+/// Reads until `buf` holds a whole request head (or anything Pingora
+/// should see). `None`: the connection closed, idled out, or the gateway is
+/// shutting down.
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Head> {
+    let mut shutdown = shutdown.clone();
     let head = async {
         loop {
+            match http1::classify(buf) {
+                Head::Incomplete if buf.len() < MAX_HEAD => {}
+                Head::Incomplete => return Some(Head::Other),
+                head => return Some(head),
+            }
             buf.reserve(2048);
-            match stream.read_buf(&mut buf).await {
+            match stream.read_buf(buf).await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
-            }
-            match http1::event_stream_request(&buf) {
-                Head::Incomplete if buf.len() < MAX_HEAD => continue,
-                Head::EventStream { req, .. } => return Some(Some(req)),
-                _ => return Some(None),
             }
         }
     };
@@ -62,24 +110,25 @@ pub async fn next_request(
             std::future::pending::<()>().await;
         }
     };
-    let head = tokio::select! {
+    tokio::select! {
         head = tokio::time::timeout(IDLE, head) => head.ok().flatten(),
         _ = stopping => None,
-    };
-    match head {
-        // Closed, idle or shut down: whatever arrived is not a request to answer.
-        None => Next::Done,
-        Some(None) => put_back(stream, &buf),
-        Some(Some(req)) => {
-            // Kept only in case the stream is declined: no spare capacity.
-            buf.shrink_to_fit();
-            if Box::pin(gateway.serve_event_stream(&mut stream, req)).await {
-                Next::Done
-            } else {
-                put_back(stream, &buf)
+    }
+}
+
+/// Reads until `buf` holds `end` bytes. False: the agent closed or stalled.
+async fn read_to(stream: &mut Stream, buf: &mut Vec<u8>, end: usize) -> bool {
+    let read = async {
+        while buf.len() < end {
+            buf.reserve(end - buf.len());
+            match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
             }
         }
-    }
+        true
+    };
+    tokio::time::timeout(IDLE, read).await.unwrap_or(false)
 }
 
 /// Hands the connection to Pingora with `bytes` in front of its next read.

@@ -19,8 +19,6 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::admit::{self, Admitted, Rejected, Route};
 use crate::audit::{Auditor, ResponseTap};
 use crate::error::Refusal;
-use crate::filter;
-use crate::http_headers::strip_response;
 use crate::large_body;
 use crate::metrics::{ProxyMetrics, RequestTally, ToolDecision};
 use crate::sessions::SessionSeal;
@@ -32,11 +30,13 @@ use crate::virtual_server::{UpstreamLink, UpstreamSessions};
 
 mod admission;
 mod audit_hooks;
+mod direct;
 mod event_stream;
+mod relay;
 mod response_hooks;
 mod upstream_request;
 
-use admission::{denied_tools, respond};
+use admission::{log_refusal, respond};
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 /// Clones share everything (the accept loop keeps one for event streams).
@@ -51,6 +51,8 @@ pub struct Gateway {
     virtual_sessions: Arc<UpstreamSessions>,
     /// Loopback Streamable HTTP fronts for stdio and legacy-SSE servers.
     bridges: Arc<crate::bridge::Bridges>,
+    /// Kept-alive upstream connections of the direct path (`direct.rs`).
+    upstream_pool: Arc<crate::upstream_pool::UpstreamPool>,
 }
 
 impl Gateway {
@@ -71,6 +73,7 @@ impl Gateway {
             metrics: None,
             virtual_sessions: Arc::new(UpstreamSessions::new(bridges.clone())),
             bridges,
+            upstream_pool: Arc::default(),
         }
     }
 
@@ -164,9 +167,23 @@ impl RequestCtx {
 enum ResponseMode {
     #[default]
     PassThrough,
+    /// A JSON body read whole, then filtered.
     Json(Vec<u8>),
+    /// A JSON body compressed with gzip (`true`) or deflate, decoded when
+    /// whole (the direct path; Pingora decompresses on its own).
+    CompressedJson(Vec<u8>, bool),
     Sse(SseRewriter),
     Replace(Vec<u8>),
+}
+
+impl ResponseMode {
+    /// The upstream's body is read and rewritten (a tool list to filter).
+    fn rewrites(&self) -> bool {
+        matches!(
+            self,
+            ResponseMode::Json(_) | ResponseMode::CompressedJson(..) | ResponseMode::Sse(_)
+        )
+    }
 }
 
 /// Idle time allowed between requests on a keep-alive connection.
@@ -205,15 +222,7 @@ impl ProxyHttp for Gateway {
                     route,
                     body,
                 }) => {
-                    // Denials name the tools; nothing here carries a token or secret.
-                    ctx.span.in_scope(|| {
-                        tracing::info!(
-                            path = session.req_header().uri.path(),
-                            refusal = %refusal,
-                            tools = ?denied_tools(&refusal),
-                            "request refused"
-                        )
-                    });
+                    log_refusal(ctx, session.req_header(), &refusal);
                     self.refuse(session, ctx, &refusal).await?;
                     ctx.audit.refused_route = route;
                     ctx.audit.body = body;
@@ -332,19 +341,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.tally.upstream_responded(resp.status.as_u16());
-        strip_response(resp);
-        if resp.status == http::StatusCode::UNAUTHORIZED {
-            // The upstream refused the gateway's credential: the agent cannot fix that.
-            tracing::warn!(server = %ctx.route.as_ref().map_or("?", |r| r.server_name()), "upstream refused the gateway credential");
-            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-            resp.remove_header(&http::header::WWW_AUTHENTICATE);
-        }
-        let content_type = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.as_bytes().to_ascii_lowercase())
-            .unwrap_or_default();
+        let content_type = self.receive_head(resp, ctx)?;
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
@@ -358,36 +355,7 @@ impl ProxyHttp for Gateway {
         } else {
             self.seal_issued_session(resp, route, &mut ctx.audit)?;
         }
-        if self.auditor.is_some() {
-            ctx.audit.tap.sse = content_type.starts_with(b"text/event-stream");
-            ctx.audit.tap.active = route.calls_tools || route.settings().audit.all_methods;
-        }
-        if content_type.starts_with(b"text/event-stream") {
-            // Re-check first: a sweep that ran before this registration must not be missed.
-            route.refresh(&self.snapshots).map_err(|r| {
-                Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
-            })?;
-            ctx.stream = self.register_stream(route);
-        }
-        if !route.list_ids.is_active() {
-            return Ok(());
-        }
-        ctx.response = if content_type.starts_with(b"application/json") {
-            ResponseMode::Json(Vec::new())
-        } else if content_type.starts_with(b"text/event-stream") {
-            ResponseMode::Sse(SseRewriter::default())
-        } else if resp.status.is_success() && resp.status != http::StatusCode::ACCEPTED {
-            // A tool list in a form the gateway cannot check is not passed on.
-            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-            ResponseMode::Replace(filter::unreadable_error())
-        } else {
-            return Ok(());
-        };
-        // The body is rewritten: its length is known only at the end.
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-        Ok(())
+        self.choose_response_mode(resp, ctx, &content_type)
     }
 
     /// Filter `tools/list` results; end the response if the caller lost access.
@@ -414,15 +382,7 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         ctx.audit.upstream_failed = true;
         ctx.tally.failed(e);
-        let status = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => 0, // the agent is gone
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
+        let status = failure_status(e);
         if status > 0 && session.response_written().is_none() {
             let id = ctx.route.as_ref().and_then(|r| r.reply_id.clone());
             if let Ok(n) = respond(session, &Refusal::UpstreamUnavailable { id, status }).await {
@@ -438,6 +398,20 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.finish(session.req_header(), status, e.map(|e| e.to_string()), ctx);
+    }
+}
+
+/// The status the agent gets when a request fails after admission (0: the
+/// agent is gone).
+fn failure_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => 0, // the agent is gone
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
     }
 }
 

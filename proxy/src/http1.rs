@@ -1,7 +1,7 @@
-//! The few HTTP/1.1 pieces the event-stream path (`gateway/event_stream.rs`)
-//! handles itself: recognising an agent's `GET` event-stream request head,
-//! reading an upstream's response head, and de-chunking its body. Anything
-//! unusual is left to Pingora, which serves every other request.
+//! The few HTTP/1.1 pieces the gateway's own paths (`gateway/event_stream.rs`,
+//! `gateway/direct.rs`) handle themselves: recognising the agent request
+//! heads they take, reading an upstream's response head, and de-chunking its
+//! body. Anything unusual is left to Pingora, which serves every other request.
 
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -12,7 +12,8 @@ const MAX_FIELDS: usize = 64;
 pub enum Head {
     /// Not yet a whole head: read more.
     Incomplete,
-    /// Not an event-stream `GET`, or anything unusual: Pingora serves it.
+    /// A request the gateway's own paths do not take, or anything unusual:
+    /// Pingora serves it.
     Other,
     /// A plain HTTP/1.1 `GET` asking for an event stream, with no body, of
     /// `len` bytes.
@@ -22,12 +23,28 @@ pub enum Head {
         /// Its length on the wire.
         len: usize,
     },
+    /// A plain HTTP/1.1 `POST` whose body is framed by one `Content-Length`.
+    Post {
+        /// The request head.
+        req: Box<RequestHeader>,
+        /// Its length on the wire.
+        len: usize,
+        /// The body's length.
+        body_len: usize,
+        /// The agent asked for the connection to close after the response.
+        close: bool,
+    },
 }
 
-/// Recognises an HTTP/1.1 `GET` for `text/event-stream` that carries no body
-/// and asks for no upgrade or `100-continue`.
-pub fn event_stream_request(buf: &[u8]) -> Head {
-    if !b"GET ".starts_with(&buf[..buf.len().min(4)]) {
+/// Recognises the request heads the gateway serves itself: an HTTP/1.1
+/// `GET` for `text/event-stream` that carries no body, and an HTTP/1.1
+/// `POST` with exactly one `Content-Length` (digits only) and no
+/// `Transfer-Encoding`; neither may ask for an upgrade or `100-continue`.
+/// Everything else is [`Head::Other`], for Pingora.
+pub fn classify(buf: &[u8]) -> Head {
+    let prefix = &buf[..buf.len().min(5)];
+    let get = b"GET ".starts_with(&prefix[..prefix.len().min(4)]);
+    if !get && !b"POST ".starts_with(prefix) {
         return Head::Other;
     }
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
@@ -37,31 +54,42 @@ pub fn event_stream_request(buf: &[u8]) -> Head {
         Ok(httparse::Status::Partial) => return Head::Incomplete,
         Err(_) => return Head::Other,
     };
-    if parsed.method != Some("GET") || parsed.version != Some(1) {
-        return Head::Other;
-    }
+    let post = match (parsed.method, parsed.version) {
+        (Some("GET"), Some(1)) => false,
+        (Some("POST"), Some(1)) => true,
+        _ => return Head::Other,
+    };
     let mut wants_events = false;
+    let mut body_len = None;
+    let mut close = false;
     for f in parsed.headers.iter() {
         let name = f.name;
-        let framed = name.eq_ignore_ascii_case("content-length") && f.value != b"0";
-        if framed
-            || name.eq_ignore_ascii_case("transfer-encoding")
+        if name.eq_ignore_ascii_case("content-length") {
+            match (body_len, parse_length(f.value)) {
+                (None, Some(n)) => body_len = Some(n),
+                _ => return Head::Other,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("upgrade")
             || name.eq_ignore_ascii_case("expect")
         {
             return Head::Other;
-        }
-        if name.eq_ignore_ascii_case("accept") && contains(f.value, b"text/event-stream") {
+        } else if name.eq_ignore_ascii_case("accept") && contains(f.value, b"text/event-stream") {
             wants_events = true;
+        } else if name.eq_ignore_ascii_case("connection") && contains(f.value, b"close") {
+            close = true;
         }
     }
-    if !wants_events {
-        return Head::Other;
-    }
-    let Some(path) = parsed.path else {
+    let taken = if post {
+        body_len.is_some()
+    } else {
+        wants_events && body_len.unwrap_or(0) == 0
+    };
+    let Some(path) = parsed.path.filter(|_| taken) else {
         return Head::Other;
     };
-    let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), Some(parsed.headers.len()))
+    let method = if post { "POST" } else { "GET" };
+    let Ok(mut req) = RequestHeader::build(method, path.as_bytes(), Some(parsed.headers.len()))
     else {
         return Head::Other;
     };
@@ -70,10 +98,24 @@ pub fn event_stream_request(buf: &[u8]) -> Head {
             return Head::Other;
         }
     }
-    Head::EventStream {
-        req: Box::new(req),
-        len,
+    let req = Box::new(req);
+    match body_len {
+        Some(body_len) if post => Head::Post {
+            req,
+            len,
+            body_len,
+            close,
+        },
+        _ => Head::EventStream { req, len },
     }
+}
+
+/// A `Content-Length` value: ASCII digits only (no sign, no spaces, no list).
+fn parse_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -93,7 +135,7 @@ pub enum Framing {
     Close,
 }
 
-/// A response head the event-stream path does not handle: malformed, 1xx,
+/// A response head the gateway's own paths do not handle: malformed, 1xx,
 /// or framed in a way other than plain `chunked`, one `Content-Length`, or close.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream response head not handled outside Pingora")]
@@ -117,6 +159,9 @@ pub fn response_head(
     }
     let mut resp =
         ResponseHeader::build(status, Some(parsed.headers.len())).map_err(|_| UnhandledHead)?;
+    if parsed.version == Some(0) {
+        resp.set_version(http::Version::HTTP_10);
+    }
     let mut framing = Framing::Close;
     for f in parsed.headers.iter() {
         if f.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -126,11 +171,8 @@ pub fn response_head(
             }
             framing = Framing::Chunked;
         } else if f.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(f.value)
-                .ok()
-                .and_then(|v| v.parse().ok());
-            match (n, &framing) {
-                (Some(n), Framing::Close) => framing = Framing::Length(n),
+            match (parse_length(f.value), &framing) {
+                (Some(n), Framing::Close) => framing = Framing::Length(n as u64),
                 _ => return Err(UnhandledHead),
             }
         }
@@ -166,16 +208,16 @@ pub fn response_bytes(resp: &ResponseHeader) -> Vec<u8> {
     out
 }
 
-/// `data` as one chunk of a chunked body (an empty `data`: nothing).
-pub fn chunk(data: &[u8]) -> Vec<u8> {
+/// Appends `data` to `out` as one chunk of a chunked body (an empty
+/// `data`: nothing, which would end the body).
+pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
-        return Vec::new();
+        return;
     }
-    let mut out = Vec::with_capacity(data.len() + 12);
+    out.reserve(data.len() + 12);
     out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// The end of a chunked body.
@@ -189,6 +231,8 @@ const MAX_LINE: usize = 4096;
 pub struct ChunkedDecoder {
     state: ChunkState,
     line: Vec<u8>,
+    /// Bytes arrived after the body's end.
+    overran: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -251,10 +295,18 @@ impl ChunkedDecoder {
                     }
                     input = &input[1..];
                 }
-                ChunkState::Done => return Ok(true),
+                ChunkState::Done => {
+                    self.overran = true;
+                    return Ok(true);
+                }
             }
         }
         Ok(self.state == ChunkState::Done)
+    }
+
+    /// Bytes arrived after the body's end (its connection is not reusable).
+    pub fn overran(&self) -> bool {
+        self.overran
     }
 
     fn take_line(&mut self, part: &[u8]) -> Result<(), BadChunk> {
@@ -322,11 +374,9 @@ mod tests {
     #[test]
     fn only_plain_event_stream_gets_are_taken() {
         let ok = b"GET /mcp/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n";
-        assert!(
-            matches!(event_stream_request(ok), Head::EventStream { len, .. } if len == ok.len())
-        );
-        assert!(matches!(event_stream_request(&ok[..20]), Head::Incomplete));
-        assert!(matches!(event_stream_request(b"GE"), Head::Incomplete));
+        assert!(matches!(classify(ok), Head::EventStream { len, .. } if len == ok.len()));
+        assert!(matches!(classify(&ok[..20]), Head::Incomplete));
+        assert!(matches!(classify(b"GE"), Head::Incomplete));
         for other in [
             &b"POST /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"[..],
             b"GET /mcp/a HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -337,7 +387,40 @@ mod tests {
             b"GET /mcp/a HTTP/1.1\r\nAccept: text/event-stream\r\nExpect: 100-continue\r\n\r\n",
         ] {
             assert!(
-                matches!(event_stream_request(other), Head::Other),
+                matches!(classify(other), Head::Other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn only_posts_framed_by_one_plain_length_are_taken() {
+        let ok = b"POST /mcp/a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+        assert!(matches!(
+            classify(ok),
+            Head::Post { len, body_len: 3, close: false, .. } if len == ok.len() - 3
+        ));
+        let closing = b"POST /mcp/a HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(classify(closing), Head::Post { close: true, .. }));
+        assert!(matches!(classify(b"POS"), Head::Incomplete));
+        assert!(matches!(classify(&ok[..25]), Head::Incomplete));
+        for other in [
+            // No length, two lengths, a signed or listed length, chunked, both.
+            &b"POST /mcp/a HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length: 3\r\nUpgrade: h2c\r\n\r\n",
+            b"POST /mcp/a HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
+            b"PUT /mcp/a HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            b"POST /mcp/a HTTP/1.1\r\nContent-Length : 3\r\n\r\n",
+        ] {
+            assert!(
+                matches!(classify(other), Head::Other),
                 "{}",
                 String::from_utf8_lossy(other)
             );

@@ -38,4 +38,5 @@ pub mod sse;
 pub mod streams;
 pub mod tls;
 pub mod trace;
+pub mod upstream_pool;
 pub mod virtual_server;

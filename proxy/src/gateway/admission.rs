@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use pingora_error::Result;
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
 use super::{Gateway, RequestCtx};
@@ -56,16 +56,39 @@ impl Gateway {
         ctx: &mut RequestCtx,
         refusal: &Refusal,
     ) -> Result<()> {
-        if let Some(m) = &self.metrics {
-            let snapshot = self.snapshots.load();
-            m.refused(&mut ctx.tally, refusal, &snapshot, session.req_header());
-        }
+        self.count_refusal(session.req_header(), ctx, refusal);
         ctx.audit.tap.total = respond(session, refusal).await? as u64;
         Ok(())
     }
+
+    /// Counts a refusal in the metrics.
+    pub(super) fn count_refusal(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut RequestCtx,
+        refusal: &Refusal,
+    ) {
+        if let Some(m) = &self.metrics {
+            let snapshot = self.snapshots.load();
+            m.refused(&mut ctx.tally, refusal, &snapshot, req);
+        }
+    }
 }
 
-pub(super) fn denied_tools(refusal: &Refusal) -> Vec<&str> {
+/// The log line of a request refused at admission. Denials name the
+/// tools; nothing here carries a token or secret.
+pub(super) fn log_refusal(ctx: &RequestCtx, req: &RequestHeader, refusal: &Refusal) {
+    ctx.span.in_scope(|| {
+        tracing::info!(
+            path = req.uri.path(),
+            refusal = %refusal,
+            tools = ?denied_tools(refusal),
+            "request refused"
+        )
+    });
+}
+
+fn denied_tools(refusal: &Refusal) -> Vec<&str> {
     match refusal {
         Refusal::Denied(calls) => calls.iter().filter_map(|c| c.tool.as_deref()).collect(),
         _ => Vec::new(),

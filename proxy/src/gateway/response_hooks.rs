@@ -13,11 +13,80 @@ use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
 use crate::admit::Route;
 use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
+use crate::http_headers::strip_response;
 use crate::sessions::SessionSeal;
+use crate::sse::SseRewriter;
 use crate::streams::StreamGuard;
 use crate::virtual_server::{self, UpstreamLink};
 
 impl Gateway {
+    /// The upstream's response head as the agent may see it: counted,
+    /// hop-by-hop headers removed, a refusal of the gateway's credential
+    /// turned into a 502. Returns its content type, in lower case.
+    pub(super) fn receive_head(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<Vec<u8>> {
+        ctx.tally.upstream_responded(resp.status.as_u16());
+        strip_response(resp);
+        if resp.status == http::StatusCode::UNAUTHORIZED {
+            // The upstream refused the gateway's credential: the agent cannot fix that.
+            tracing::warn!(server = %ctx.route.as_ref().map_or("?", |r| r.server_name()), "upstream refused the gateway credential");
+            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+            resp.remove_header(&http::header::WWW_AUTHENTICATE);
+        }
+        Ok(resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes().to_ascii_lowercase())
+            .unwrap_or_default())
+    }
+
+    /// How the body is passed on: tapped for the audit trail, an event
+    /// stream registered for revocation, a `tools/list` result filtered
+    /// (its headers fixed for that).
+    pub(super) fn choose_response_mode(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+        content_type: &[u8],
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_mut() else {
+            return Ok(());
+        };
+        if self.auditor.is_some() {
+            ctx.audit.tap.sse = content_type.starts_with(b"text/event-stream");
+            ctx.audit.tap.active = route.calls_tools || route.settings().audit.all_methods;
+        }
+        if content_type.starts_with(b"text/event-stream") {
+            // Re-check first: a sweep that ran before this registration must not be missed.
+            route.refresh(&self.snapshots).map_err(|r| {
+                Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
+            })?;
+            ctx.stream = self.register_stream(route);
+        }
+        if !route.list_ids.is_active() {
+            return Ok(());
+        }
+        ctx.response = if content_type.starts_with(b"application/json") {
+            ResponseMode::Json(Vec::new())
+        } else if content_type.starts_with(b"text/event-stream") {
+            ResponseMode::Sse(SseRewriter::default())
+        } else if resp.status.is_success() && resp.status != http::StatusCode::ACCEPTED {
+            // A tool list in a form the gateway cannot check is not passed on.
+            resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            ResponseMode::Replace(filter::unreadable_error())
+        } else {
+            return Ok(());
+        };
+        // The body is rewritten: its length is known only at the end.
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        Ok(())
+    }
+
     /// The upstream's session id, sealed for the caller (so only they can
     /// present it), in place of the upstream's own.
     pub(super) fn seal_issued_session(
@@ -72,7 +141,7 @@ impl Gateway {
             ResponseMode::Replace(replacement) => {
                 *body = end_of_stream.then(|| Bytes::from(std::mem::take(replacement)));
             }
-            ResponseMode::Json(buf) => {
+            ResponseMode::Json(buf) | ResponseMode::CompressedJson(buf, _) => {
                 if let Some(chunk) = body.take() {
                     buf.extend_from_slice(&chunk);
                 }
@@ -84,10 +153,16 @@ impl Gateway {
                 }
                 if end_of_stream {
                     let whole = std::mem::take(buf);
-                    let out = match filter::filter_message(&whole, &route.list_ids, &allowed) {
-                        Filtered::Unchanged => whole,
-                        Filtered::Rewritten(out) => out,
-                        Filtered::Unreadable => filter::unreadable_error(),
+                    let whole = match &ctx.response {
+                        ResponseMode::CompressedJson(_, gzip) => inflate(&whole, *gzip),
+                        _ => Some(whole),
+                    };
+                    let out = match whole
+                        .map(|w| (filter::filter_message(&w, &route.list_ids, &allowed), w))
+                    {
+                        Some((Filtered::Unchanged, whole)) => whole,
+                        Some((Filtered::Rewritten(out), _)) => out,
+                        Some((Filtered::Unreadable, _)) | None => filter::unreadable_error(),
                     };
                     *body = Some(Bytes::from(out));
                 }
@@ -157,4 +232,22 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// A gzip (`gzip: true`) or deflate body decoded, if it is one and not
+/// larger than the gateway filters.
+fn inflate(data: &[u8], gzip: bool) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = MAX_FILTERED_JSON as u64 + 1;
+    let read = if gzip {
+        flate2::read::GzDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out)
+    };
+    (read.is_ok() && out.len() <= MAX_FILTERED_JSON).then_some(out)
 }

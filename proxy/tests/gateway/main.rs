@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod bodies;
 mod common;
+mod direct_path;
 mod event_streams;
 mod legacy_sse;
 mod metrics;

@@ -1,0 +1,440 @@
+//! An agent's `POST` served outside Pingora's proxy loop: the gateway's hot
+//! path (`tools/call`, `tools/list` and every other JSON-RPC message).
+//!
+//! Pingora costs about 79k instructions per proxied request (boxed
+//! futures, two header maps, task hand-offs, a separate send for the
+//! request head and body), more than all of toolgate's own work. This path
+//! reads the request, admits it, sends the head and the checked body
+//! upstream in one write over a kept-alive connection, and relays the
+//! response.
+//!
+//! It takes only what it fully understands, before anything is decided: an
+//! HTTP/1.1 `POST` framed by one `Content-Length` (see
+//! [`crate::http1::classify`]) to a Streamable HTTP server over plain HTTP
+//! whose credential is available. Everything else (virtual servers, TLS or
+//! bridged upstreams, chunked or `Expect` requests) is served by Pingora.
+//!
+//! The decisions are the Pingora path's own functions, shared rather than
+//! copied: admission ([`admit::admit_post`]: token, grant, session, body
+//! checks, JSON-RPC parse, the tool decision), the audit capacity check,
+//! the upstream request ([`Gateway::point_upstream`]), the response header
+//! rules ([`Gateway::receive_head`], [`Gateway::seal_issued_session`],
+//! [`Gateway::choose_response_mode`]), `tools/list` filtering, the refusal
+//! and upstream-failure answers, and the log line, metrics and audit event
+//! ([`Gateway::finish`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog::model::Transport;
+use pingora_core::protocols::Stream;
+use pingora_error::{Error, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::admission::log_refusal;
+use super::relay::{read_response_head, write, HeadError, Relay};
+use super::{failure_status, Gateway, RequestCtx, ResponseMode};
+use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
+use crate::error::Refusal;
+use crate::http1::{self, Framing};
+use crate::metrics::ToolDecision;
+
+/// How long connecting to the upstream may take (as for Pingora's peers).
+const CONNECT: Duration = Duration::from_secs(5);
+
+/// How a request ended: the status the agent got, why it failed (if it
+/// did), and whether the agent's connection can take another request.
+struct Ended {
+    status: u16,
+    error: Option<String>,
+    keep_alive: bool,
+}
+
+impl Gateway {
+    /// Does the direct path serve this `POST` (its body `body_len` bytes)?
+    /// Only to a Streamable HTTP server over plain HTTP whose credential is
+    /// available, and not above the body cap (Pingora refuses those).
+    pub(crate) fn takes_post(&self, req: &RequestHeader, body_len: usize) -> bool {
+        let snapshot = self.snapshots.load();
+        let Some(name) = admit::server_from_path(req.uri.path()) else {
+            return false;
+        };
+        if snapshot.virtual_server(name).is_some() {
+            return false;
+        }
+        snapshot.upstream(name).is_some_and(|up| {
+            up.transport == Transport::StreamableHttp
+                && !up.endpoint.tls
+                && up.credential_unavailable.is_none()
+                && body_len <= snapshot.settings.max_body_bytes
+        })
+    }
+
+    /// Serves a `POST` whose body (`raw`, as sent) was read in full.
+    /// Returns whether the agent's connection can take its next request.
+    pub(crate) async fn serve_post(
+        &self,
+        agent: &mut Stream,
+        req: Box<RequestHeader>,
+        raw: Bytes,
+        close: bool,
+    ) -> bool {
+        let mut ctx = Box::new(RequestCtx::new());
+        ctx.begin(&req);
+        let ended = match admit::admit_post(&req, raw, &self.snapshots, &self.seal) {
+            Ok(Admitted { route, body }) => {
+                let body = body.unwrap_or_default();
+                self.forward(agent, &req, route, body, close, &mut ctx)
+                    .await
+            }
+            Err(Rejected {
+                error: AdmitError::Refused(refusal),
+                route,
+                body,
+            }) => {
+                log_refusal(&ctx, &req, &refusal);
+                let ended = self.answer_refusal(agent, &req, &refusal, &mut ctx).await;
+                ctx.audit.refused_route = route;
+                ctx.audit.body = body;
+                ctx.audit.refusal = Some(refusal);
+                ended
+            }
+            // The body is read already: there is no agent I/O in admission.
+            Err(Rejected {
+                error: AdmitError::Io(e),
+                ..
+            }) => Ended {
+                status: 0,
+                error: Some(e.to_string()),
+                keep_alive: false,
+            },
+        };
+        self.finish(&req, ended.status, ended.error, &mut ctx);
+        ended.keep_alive
+    }
+
+    /// An admitted request: sent upstream, its response relayed.
+    async fn forward(
+        &self,
+        agent: &mut Stream,
+        req: &RequestHeader,
+        route: Route,
+        body: Bytes,
+        close: bool,
+        ctx: &mut RequestCtx,
+    ) -> Ended {
+        ctx.tally.admitted(route.upstream(), route.method);
+        if let Some(refusal) = self.audit_capacity(&route, ctx) {
+            return self.answer_refusal(agent, req, &refusal, ctx).await;
+        }
+        if let Some(m) = &self.metrics {
+            for tool in &route.tools {
+                m.tool_call(Some(route.upstream()), tool, ToolDecision::Allowed);
+            }
+        }
+        ctx.audit.body = Some(body.clone());
+        let wire = self.upstream_request(req, &route, &body, ctx);
+        let up = route.upstream();
+        let unusable = if let Some(why) = &up.credential_unavailable {
+            // Never call the upstream without its credential.
+            tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
+            Some(why.to_string())
+        } else if up.transport != Transport::StreamableHttp || up.endpoint.tls {
+            // A reload changed the server while its request was read.
+            Some(format!("{} changed its endpoint; retry", up.name))
+        } else {
+            None
+        };
+        let addr = match unusable {
+            None => super::upstream_request::upstream_addr(up).await,
+            Some(why) => Err(Error::explain(ErrorType::HTTPStatus(503), why)),
+        };
+        ctx.route = Some(route);
+        ctx.tally.upstream_started();
+        let (wire, addr) = match (wire, addr) {
+            (Ok(wire), Ok(addr)) => (wire, addr),
+            (Err(e), _) | (_, Err(e)) => return self.answer_failure(agent, &e, ctx).await,
+        };
+        let (upstream, resp, framing, rest) = match self.exchange(addr, &wire).await {
+            Ok(exchanged) => exchanged,
+            Err(e) => return self.answer_failure(agent, &e, ctx).await,
+        };
+        drop(wire);
+        self.respond(agent, upstream, addr, resp, framing, rest, close, ctx)
+            .await
+    }
+
+    /// The request head pointed upstream (see [`Gateway::point_upstream`])
+    /// followed by the checked body: one write.
+    fn upstream_request(
+        &self,
+        req: &RequestHeader,
+        route: &Route,
+        body: &[u8],
+        ctx: &RequestCtx,
+    ) -> pingora_error::Result<Vec<u8>> {
+        let mut forward = req.clone();
+        if route.list_ids.is_active() {
+            // Responses the gateway rewrites must arrive readable.
+            forward.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        }
+        self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)?;
+        let mut wire = http1::request_bytes(&forward);
+        wire.extend_from_slice(body);
+        Ok(wire)
+    }
+
+    /// Sends `wire` on a kept-alive connection to `addr`, or a new one, and
+    /// reads the response head. A kept connection the upstream closed just
+    /// before the request arrived (no answer at all) is given up and the
+    /// request sent once more on a new connection, as Pingora does.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        wire: &[u8],
+    ) -> pingora_error::Result<(TcpStream, ResponseHeader, Framing, Vec<u8>)> {
+        if let Some(mut kept) = self.upstream_pool.take(addr) {
+            if kept.write_all(wire).await.is_ok() {
+                match read_response_head(&mut kept, None).await {
+                    Ok((resp, framing, rest)) => return Ok((kept, resp, framing, rest)),
+                    Err(HeadError::Closed) => {}
+                    Err(e) => return Err(head_error(e)),
+                }
+            }
+        }
+        let mut fresh = match tokio::time::timeout(CONNECT, TcpStream::connect(addr)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                let etype = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                    _ => ErrorType::ConnectError,
+                };
+                return Err(Error::because(etype, format!("connecting to {addr}"), e).into_up());
+            }
+            Err(_) => {
+                return Err(Error::explain(
+                    ErrorType::ConnectTimedout,
+                    format!("connecting to {addr}"),
+                )
+                .into_up())
+            }
+        };
+        let _ = fresh.set_nodelay(true);
+        fresh.write_all(wire).await.map_err(|e| {
+            Error::because(ErrorType::WriteError, "sending the request", e).into_up()
+        })?;
+        let (resp, framing, rest) = read_response_head(&mut fresh, None)
+            .await
+            .map_err(head_error)?;
+        Ok((fresh, resp, framing, rest))
+    }
+
+    /// The upstream's response, its head rewritten by the gateway's rules,
+    /// relayed to the agent; the upstream connection kept when it can
+    /// carry another request.
+    #[allow(clippy::too_many_arguments)]
+    async fn respond(
+        &self,
+        agent: &mut Stream,
+        mut upstream: TcpStream,
+        addr: SocketAddr,
+        mut resp: ResponseHeader,
+        framing: Framing,
+        rest: Vec<u8>,
+        close: bool,
+        ctx: &mut RequestCtx,
+    ) -> Ended {
+        let framing = match resp.status.as_u16() {
+            // No body, whatever the head says (RFC 9112 §6.3).
+            204 | 304 => Framing::Length(0),
+            _ => framing,
+        };
+        let upstream_keeps = resp.version != http::Version::HTTP_10
+            && !resp
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| contains_token(v.as_bytes(), b"close"));
+        let coding = resp
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes().trim_ascii().to_ascii_lowercase())
+            .filter(|v| v != b"identity");
+        let prepared = (|| {
+            let content_type = self.receive_head(&mut resp, ctx)?;
+            if let Some(route) = &ctx.route {
+                self.seal_issued_session(&mut resp, route, &mut ctx.audit)?;
+            }
+            self.choose_response_mode(&mut resp, ctx, &content_type)?;
+            if let Some(coding) = coding.filter(|_| ctx.response.rewrites()) {
+                // A tool list is filtered decoded (as Pingora decompresses it)
+                // and passed on as it was rewritten.
+                resp.remove_header(&http::header::CONTENT_ENCODING);
+                ctx.response = match (&ctx.response, coding.as_slice()) {
+                    (ResponseMode::Json(_), b"gzip" | b"x-gzip") => {
+                        ResponseMode::CompressedJson(Vec::new(), true)
+                    }
+                    (ResponseMode::Json(_), b"deflate") => {
+                        ResponseMode::CompressedJson(Vec::new(), false)
+                    }
+                    _ => {
+                        // A tool list the gateway cannot read is not passed on.
+                        resp.set_status(http::StatusCode::BAD_GATEWAY)?;
+                        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                        ResponseMode::Replace(crate::filter::unreadable_error())
+                    }
+                };
+            }
+            let rewritten = !matches!(ctx.response, ResponseMode::PassThrough);
+            let chunked = rewritten || !matches!(framing, Framing::Length(_));
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            if chunked {
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+            if close {
+                resp.insert_header(http::header::CONNECTION, "close")?;
+            }
+            Ok::<_, Box<Error>>(chunked)
+        })();
+        let chunked = match prepared {
+            Ok(chunked) => chunked,
+            Err(e) => return self.answer_failure(agent, &e, ctx).await,
+        };
+        let status = resp.status.as_u16();
+        let relay = Relay {
+            head: http1::response_bytes(&resp),
+            framing,
+            pending: rest,
+            chunked,
+            watch_agent: false,
+        };
+        drop(resp);
+        match self.relay(agent, &mut upstream, relay, ctx).await {
+            Ok(reusable) => {
+                if reusable && upstream_keeps {
+                    self.upstream_pool.put(addr, upstream);
+                }
+                Ended {
+                    status,
+                    error: None,
+                    keep_alive: !close,
+                }
+            }
+            Err(cut) if cut.head_written => Ended {
+                status,
+                error: Some(cut.reason),
+                keep_alive: false,
+            },
+            Err(cut) => {
+                let etype = if cut.reason.starts_with("access ended") {
+                    ErrorType::HTTPStatus(403)
+                } else {
+                    ErrorType::ReadError
+                };
+                let e = Error::explain(etype, cut.reason).into_up();
+                self.answer_failure(agent, &e, ctx).await
+            }
+        }
+    }
+
+    /// Answers a refusal (counted, its size kept for the audit record); the
+    /// connection closes after it, as on the Pingora path.
+    async fn answer_refusal(
+        &self,
+        agent: &mut Stream,
+        req: &RequestHeader,
+        refusal: &Refusal,
+        ctx: &mut RequestCtx,
+    ) -> Ended {
+        self.count_refusal(req, ctx, refusal);
+        self.answer(agent, refusal, ctx).await
+    }
+
+    /// Answers a failure to reach the upstream or to pass its response on,
+    /// as Pingora's `fail_to_proxy` hook does: a JSON-RPC error carrying the
+    /// request id.
+    async fn answer_failure(&self, agent: &mut Stream, e: &Error, ctx: &mut RequestCtx) -> Ended {
+        ctx.audit.upstream_failed = true;
+        ctx.tally.failed(e);
+        let status = failure_status(e);
+        let mut ended = Ended {
+            status: 0,
+            error: Some(e.to_string()),
+            keep_alive: false,
+        };
+        if status > 0 {
+            let id = ctx.route.as_ref().and_then(|r| r.reply_id.clone());
+            let written = self
+                .answer(agent, &Refusal::UpstreamUnavailable { id, status }, ctx)
+                .await;
+            ended.status = written.status;
+        }
+        ended
+    }
+
+    /// Writes `refusal` as the whole response, closing the connection.
+    async fn answer(&self, agent: &mut Stream, refusal: &Refusal, ctx: &mut RequestCtx) -> Ended {
+        let r = refusal.to_response();
+        let head = (|| {
+            let mut header = ResponseHeader::build(r.status, Some(4))?;
+            if !r.body.is_empty() {
+                header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            }
+            header.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
+            for (name, value) in r.headers {
+                header.insert_header(name, value)?;
+            }
+            header.insert_header(http::header::CONNECTION, "close")?;
+            Ok::<_, Box<Error>>(http1::response_bytes(&header))
+        })();
+        let mut wire = match head {
+            Ok(head) => head,
+            Err(e) => {
+                return Ended {
+                    status: 0,
+                    error: Some(e.to_string()),
+                    keep_alive: false,
+                }
+            }
+        };
+        wire.extend_from_slice(&r.body);
+        let error = write(agent, &wire)
+            .await
+            .err()
+            .map(|e| format!("agent: {e}"));
+        ctx.audit.tap.total = r.body.len() as u64;
+        Ended {
+            status: r.status,
+            error,
+            keep_alive: false,
+        }
+    }
+}
+
+/// A response head that did not come, as the error Pingora would report.
+fn head_error(e: HeadError) -> Box<Error> {
+    let (etype, why) = match e {
+        HeadError::Closed => (
+            ErrorType::ConnectionClosed,
+            "the upstream closed the connection".to_string(),
+        ),
+        HeadError::Io(e) => (ErrorType::ReadError, format!("reading the response: {e}")),
+        HeadError::Timeout => (ErrorType::ReadTimedout, "no response in time".to_string()),
+        HeadError::Malformed => (
+            ErrorType::InvalidHTTPHeader,
+            "malformed response head".to_string(),
+        ),
+    };
+    Error::explain(etype, why).into_up()
+}
+
+/// Does a comma-separated header value list `token`?
+fn contains_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}

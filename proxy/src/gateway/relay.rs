@@ -1,0 +1,277 @@
+//! A response relayed from an upstream connection to the agent by the
+//! gateway's own paths (`event_stream.rs`, `direct.rs`): the upstream's
+//! head read, then its body passed on as it arrives, filtered and tapped
+//! exactly as Pingora's body hook does ([`Gateway::filter_body`]).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora_core::protocols::Stream;
+use pingora_http::ResponseHeader;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Gateway, RequestCtx};
+use crate::http1::{self, ChunkedDecoder, Framing};
+use crate::streams::CONNECTION;
+
+/// Largest upstream response head read.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most bytes taken from the upstream per read (allocated only once data is there).
+const READ: usize = 16 * 1024;
+
+/// Why no response head came from the upstream.
+#[derive(Debug)]
+pub(super) enum HeadError {
+    /// The connection ended (or was reset) before a single byte arrived.
+    Closed,
+    /// It failed after the first byte, or with another error.
+    Io(std::io::Error),
+    /// It did not answer in time.
+    Timeout,
+    /// Its head is malformed, too large, 1xx, or framed ambiguously.
+    Malformed,
+}
+
+/// Reads the upstream's response head (waiting at most `limit`, if
+/// given); the body bytes read with it are returned too.
+pub(super) async fn read_response_head(
+    upstream: &mut TcpStream,
+    limit: Option<Duration>,
+) -> Result<(ResponseHeader, Framing, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(4096);
+    let read = async {
+        loop {
+            match upstream.read_buf(&mut buf).await {
+                Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
+                Ok(0) => return Err(HeadError::Malformed),
+                Ok(_) => {}
+                Err(e) if buf.is_empty() && closed_early(&e) => return Err(HeadError::Closed),
+                Err(e) => return Err(HeadError::Io(e)),
+            }
+            match http1::response_head(&buf) {
+                Ok(Some((resp, len, framing))) => return Ok((resp, framing, len)),
+                Ok(None) if buf.len() < MAX_HEAD => buf.reserve(4096),
+                _ => return Err(HeadError::Malformed),
+            }
+        }
+    };
+    let (resp, framing, len) = match limit {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| HeadError::Timeout)??,
+        None => read.await?,
+    };
+    Ok((resp, framing, buf.split_off(len)))
+}
+
+/// A reset or broken pipe before any answer: what a kept-alive connection
+/// the upstream had just closed looks like.
+fn closed_early(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// How a response body travels from the upstream to the agent.
+pub(super) struct Relay {
+    /// The agent's response head, not yet written.
+    pub head: Vec<u8>,
+    /// How the upstream frames its body.
+    pub framing: Framing,
+    /// Body bytes read together with the upstream's head.
+    pub pending: Vec<u8>,
+    /// The agent gets the body chunked (else as the upstream framed it:
+    /// by its `Content-Length`).
+    pub chunked: bool,
+    /// The agent's close ends the response, and whatever it sends is
+    /// ignored (an event stream: its connection ends with it).
+    pub watch_agent: bool,
+}
+
+/// Why a relayed response was cut.
+pub(super) struct RelayError {
+    /// For the log line and the audit event.
+    pub reason: String,
+    /// The agent already has the response head.
+    pub head_written: bool,
+}
+
+impl Gateway {
+    /// Relays the upstream's body until it ends, the agent goes, or the
+    /// caller loses access. `Ok(true)`: the body ended exactly where its
+    /// framing said, so the upstream connection may carry another request.
+    pub(super) async fn relay(
+        &self,
+        agent: &mut Stream,
+        upstream: &mut TcpStream,
+        relay: Relay,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool, RelayError> {
+        let mut head = Some(relay.head);
+        let cut = |head: &Option<Vec<u8>>, reason: String| RelayError {
+            reason,
+            head_written: head.is_none(),
+        };
+        let reusable = !matches!(relay.framing, Framing::Close);
+        let mut body = Body::new(relay.framing);
+        let mut pending = relay.pending;
+        let mut upstream_closed = false;
+        // Set up on the first wait only (most responses arrive with their head).
+        let mut waits: Option<Waits<'_>> = None;
+        let mut probe = [0u8; 64];
+        loop {
+            if pending.is_empty() && !upstream_closed && !body.is_done() {
+                // Nothing at hand: the head goes now (an agent must not wait for headers).
+                if let Some(h) = head.take() {
+                    write(agent, &h)
+                        .await
+                        .map_err(|e| cut(&Some(Vec::new()), format!("agent: {e}")))?;
+                }
+                let w = waits.get_or_insert_with(|| Waits::new(self));
+                tokio::select! {
+                    ready = upstream.readable() => {
+                        ready.map_err(|e| cut(&head, format!("upstream: {e}")))?;
+                        let mut buf = vec![0; READ];
+                        match upstream.try_read(&mut buf) {
+                            Ok(0) => upstream_closed = true,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                pending = buf;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                            Err(e) => return Err(cut(&head, format!("upstream: {e}"))),
+                        }
+                    }
+                    // A revocation cancels the connection (see `streams.rs`):
+                    // noticed here first, so the end is logged and audited.
+                    _ = w.revoked.cancelled() => return Err(cut(&head, "access ended".into())),
+                    // A new snapshot: the route moves to it (an idle stream must
+                    // not keep an old snapshot alive), or the response ends if access did.
+                    _ = &mut w.changed => {
+                        w.changed = Box::pin(self.streams.snapshot_changes());
+                        if let Some(route) = ctx.route.as_mut() {
+                            route
+                                .refresh(&self.snapshots)
+                                .map_err(|r| cut(&head, format!("access ended: {r}")))?;
+                        }
+                        continue;
+                    }
+                    read = agent.read(&mut probe), if relay.watch_agent => match read {
+                        Ok(0) | Err(_) => return Ok(false),
+                        Ok(_) => continue,
+                    },
+                }
+            }
+            let (payload, complete) = body
+                .take(std::mem::take(&mut pending))
+                .map_err(|e| cut(&head, e))?;
+            if upstream_closed && !complete {
+                return Err(cut(&head, "upstream: body ended early".into()));
+            }
+            let mut chunk = Some(Bytes::from(payload));
+            self.filter_body(&mut chunk, complete, ctx)
+                .map_err(|e| cut(&head, e.to_string()))?;
+            let mut out = head.take().unwrap_or_default();
+            if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
+                ctx.audit.tap.push(&chunk);
+                if relay.chunked {
+                    http1::push_chunk(&mut out, &chunk);
+                } else {
+                    out.extend_from_slice(&chunk);
+                }
+            }
+            if complete && relay.chunked {
+                out.extend_from_slice(http1::LAST_CHUNK);
+            }
+            if !out.is_empty() {
+                write(agent, &out)
+                    .await
+                    .map_err(|e| cut(&None, format!("agent: {e}")))?;
+            }
+            if complete {
+                return Ok(reusable && !body.overran());
+            }
+        }
+    }
+}
+
+/// What a response waits on besides the upstream: a revocation of the
+/// connection, and a new snapshot.
+struct Waits<'a> {
+    revoked: CancellationToken,
+    changed: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl<'a> Waits<'a> {
+    fn new(gateway: &'a Gateway) -> Self {
+        Waits {
+            revoked: CONNECTION
+                .try_with(CancellationToken::clone)
+                .unwrap_or_default(),
+            changed: Box::pin(gateway.streams.snapshot_changes()),
+        }
+    }
+}
+
+/// The upstream's body as its framing delivers it.
+enum Body {
+    Chunked(ChunkedDecoder),
+    /// Bytes left; whether the upstream sent more than it announced.
+    Length(u64, bool),
+    Close,
+}
+
+impl Body {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Chunked => Body::Chunked(ChunkedDecoder::default()),
+            Framing::Length(n) => Body::Length(n, false),
+            Framing::Close => Body::Close,
+        }
+    }
+
+    /// Complete before anything more is read (an empty body).
+    fn is_done(&self) -> bool {
+        matches!(self, Body::Length(0, _))
+    }
+
+    /// Bytes arrived after the announced end (the connection is not reusable).
+    fn overran(&self) -> bool {
+        match self {
+            Body::Chunked(decoder) => decoder.overran(),
+            Body::Length(_, overran) => *overran,
+            Body::Close => false,
+        }
+    }
+
+    /// The payload in `wire`, and whether the body is complete. An empty
+    /// `wire` means the upstream closed: the end only of a close-delimited body.
+    fn take(&mut self, wire: Vec<u8>) -> Result<(Vec<u8>, bool), String> {
+        match self {
+            Body::Chunked(decoder) => {
+                let mut out = Vec::with_capacity(wire.len());
+                let done = decoder.push(&wire, &mut out).map_err(|e| e.to_string())?;
+                Ok((out, done))
+            }
+            Body::Length(left, overran) => {
+                let n = wire.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                *overran |= wire.len() > n;
+                let mut wire = wire;
+                wire.truncate(n);
+                Ok((wire, *left == 0))
+            }
+            Body::Close => {
+                let closed = wire.is_empty();
+                Ok((wire, closed))
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to the agent and flushes.
+pub(super) async fn write(agent: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    agent.write_all(bytes).await?;
+    agent.flush().await
+}

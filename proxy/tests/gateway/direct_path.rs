@@ -1,0 +1,268 @@
+//! `POST`s served by the gateway's direct path (`gateway/direct.rs`), with a
+//! raw agent and a scripted raw upstream, so that connection reuse, framing
+//! and the upstream's misbehaviour are exact.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::{Gateway, ALICE, UPSTREAM_SECRET};
+
+/// What the scripted upstream does with the `n`th request (from 0) on a connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// Answer every request.
+    Answer,
+    /// Answer the first request, then close on the next without answering
+    /// (an idle timeout racing the gateway's reuse).
+    AnswerOnceThenDrop,
+    /// Answer, followed by the bytes of a second, unasked response.
+    AnswerWithExtra,
+}
+
+/// A raw HTTP/1.1 upstream: answers each `tools/call` with the running
+/// count of requests answered, and records each request head.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn raw_upstream(script: Script) -> RawUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (count, seen) = (connections.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve_raw(conn, script, seen.clone(), answered.clone()));
+        }
+    });
+    RawUpstream {
+        addr,
+        connections,
+        heads,
+    }
+}
+
+async fn serve_raw(
+    mut conn: TcpStream,
+    script: Script,
+    heads: Arc<Mutex<Vec<String>>>,
+    answered: Arc<AtomicUsize>,
+) {
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let Some((head, body)) = read_request(&mut conn, &mut buf).await else {
+            return;
+        };
+        heads.lock().unwrap().push(head);
+        if n > 0 && script == Script::AnswerOnceThenDrop {
+            return;
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"].clone();
+        let k = answered.fetch_add(1, Ordering::SeqCst) + 1;
+        let reply = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {k}"}}]}}}}"#
+        );
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        if script == Script::AnswerWithExtra {
+            let smuggled = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"smuggled"}]}}"#;
+            out.push_str(&format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ));
+        }
+        if conn.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request (head and `Content-Length` body) from `conn`.
+async fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Some((head, body));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn call_request(gw: &Gateway, id: u64, extra: &str) -> String {
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"search_issues","arguments":{{"query":"q"}}}}}}"#
+    );
+    format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{call}",
+        gw.addr,
+        call.len()
+    )
+}
+
+/// Reads one response (head and `Content-Length` body) from the agent's side.
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(5), read_request(conn, buf))
+        .await
+        .expect("a response in time")
+        .map(|(head, body)| (head, String::from_utf8(body).unwrap()))
+        .expect("a whole response")
+}
+
+#[tokio::test]
+async fn calls_on_one_agent_connection_share_one_upstream_connection() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=3 {
+        agent
+            .write_all(call_request(&gw, id, "").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut agent, &mut buf).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+        assert!(body.contains(&format!("answer {id}")), "{body}");
+    }
+    // Two requests in one write (pipelined): answered in order.
+    let two = call_request(&gw, 4, "") + &call_request(&gw, 5, "");
+    agent.write_all(two.as_bytes()).await.unwrap();
+    for id in 4..=5 {
+        let (_, body) = read_response(&mut agent, &mut buf).await;
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+    }
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "one kept-alive upstream connection"
+    );
+    for head in up.heads.lock().unwrap().iter() {
+        assert!(
+            head.contains(&format!("authorization: bearer {UPSTREAM_SECRET}")),
+            "{head}"
+        );
+        assert!(
+            !head.contains(ALICE),
+            "the agent's token never goes upstream: {head}"
+        );
+        assert!(head.starts_with("post /mcp http/1.1"), "{head}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_upstream_drops_is_retried_on_a_new_one() {
+    let up = raw_upstream(Script::AnswerOnceThenDrop).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=2 {
+        agent
+            .write_all(call_request(&gw, id, "").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut agent, &mut buf).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}: {body}");
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+    }
+    // The second call met the dropped connection, then went on a new one.
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(up.heads.lock().unwrap().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_after_an_upstream_response_never_answer_the_next_request() {
+    let up = raw_upstream(Script::AnswerWithExtra).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=2 {
+        agent
+            .write_all(call_request(&gw, id, "").as_bytes())
+            .await
+            .unwrap();
+        let (_, body) = read_response(&mut agent, &mut buf).await;
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+        assert!(!body.contains("smuggled"), "{body}");
+    }
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        2,
+        "a connection that sent more than it announced is not reused"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_asking_to_close_gets_its_answer_and_the_close() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    agent
+        .write_all(call_request(&gw, 9, "Connection: close\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = read_response(&mut agent, &mut buf).await;
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(body.contains(r#""id":9"#), "{body}");
+    let mut rest = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), agent.read(&mut rest))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_call_is_answered_with_its_id_and_never_reaches_the_upstream() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let call = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"delete_issue","arguments":{}}}"#;
+    let req = format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{call}",
+        gw.addr,
+        call.len()
+    );
+    agent.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = read_response(&mut agent, &mut buf).await;
+    // Refused in JSON-RPC (the HTTP exchange itself succeeded).
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], 31, "{body}");
+    assert!(v["error"]["message"].is_string(), "{body}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        0,
+        "no connection, no bytes"
+    );
+    gw.stop().await;
+}
