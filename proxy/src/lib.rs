@@ -8,9 +8,13 @@
 //! [`reload`] when `config/` changes.
 //!
 //! Connections are accepted by [`server`]; [`front`] looks at each request
-//! first, and an agent's `GET` event stream is held by the gateway itself
-//! (`gateway/event_stream.rs`, with [`http1`]) instead of Pingora's proxy
-//! loop, so idle streams stay cheap. Everything else is Pingora's.
+//! first. Two kinds are served by the gateway itself instead of Pingora's
+//! proxy loop, with [`http1`] for the few HTTP/1.1 pieces: an agent's `GET`
+//! event stream (`gateway/event_stream.rs`), so idle streams stay cheap, and
+//! a `POST` framed by `Content-Length` to a plain-HTTP server
+//! (`gateway/direct.rs`, with [`upstream_pool`]), the hot path. Both use the
+//! same admission, response rules and audit code as the Pingora hooks.
+//! Everything else is Pingora's.
 
 pub mod admit;
 pub mod audit;
