@@ -70,7 +70,9 @@ pub async fn next_request(
                 }
                 let rest = buf.split_off(end);
                 let body = bytes::Bytes::from(buf).slice(len..);
-                let keep_alive = gateway.serve_post(&mut stream, req, body, close).await;
+                // Boxed: an idle connection's task stays small (see `event_stream.rs`).
+                let serving = Box::pin(gateway.serve_post(&mut stream, req, body, close));
+                let keep_alive = serving.await;
                 if !keep_alive {
                     return Next::Done;
                 }

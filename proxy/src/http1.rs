@@ -89,7 +89,10 @@ pub fn classify(buf: &[u8]) -> Head {
         return Head::Other;
     };
     let method = if post { "POST" } else { "GET" };
-    let Ok(mut req) = RequestHeader::build(method, path.as_bytes(), Some(parsed.headers.len()))
+    // Header case is not kept: names are case-insensitive, and the
+    // upstream request is written from this header.
+    let Ok(mut req) =
+        RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
     else {
         return Head::Other;
     };
@@ -157,8 +160,8 @@ pub fn response_head(
     if status < 200 {
         return Err(UnhandledHead);
     }
-    let mut resp =
-        ResponseHeader::build(status, Some(parsed.headers.len())).map_err(|_| UnhandledHead)?;
+    let mut resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len()))
+        .map_err(|_| UnhandledHead)?;
     if parsed.version == Some(0) {
         resp.set_version(http::Version::HTTP_10);
     }

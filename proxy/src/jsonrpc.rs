@@ -124,9 +124,10 @@ pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
                 .map(Body::Batch)
         }
         Some(b'{') => {
-            // Validate the whole text first so syntax errors are -32700.
-            let raw: &RawValue = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
-            parse_message(raw.get()).map(Body::Single)
+            // One pass: the members are read from the whole text, so any
+            // syntax error (trailing data included) is -32700.
+            let entries: Entries = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
+            message_of(&entries).map(Body::Single)
         }
         Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
             Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
@@ -220,6 +221,11 @@ fn significant<'a>(
 fn parse_message(text: &str) -> Result<Message, ParseError> {
     let entries: Entries = serde_json::from_str(text)
         .map_err(|_| ParseError::invalid(None, "each message must be a JSON object"))?;
+    message_of(&entries)
+}
+
+/// The message an object's members make.
+fn message_of(entries: &Entries) -> Result<Message, ParseError> {
     // Read the id first (leniently) so that later errors can carry it.
     let id = entries
         .0
@@ -228,7 +234,7 @@ fn parse_message(text: &str) -> Result<Message, ParseError> {
         .and_then(|(_, v)| serde_json::from_str::<Value>(v.get()).ok())
         .filter(|v| v.is_string() || v.is_number());
     let [jsonrpc, id_raw, method, params, result, error] =
-        <[_; 6]>::try_from(significant(&entries, ENVELOPE_KEYS, &id)?).expect("six keys");
+        <[_; 6]>::try_from(significant(entries, ENVELOPE_KEYS, &id)?).expect("six keys");
 
     if jsonrpc.map(|v| v.get()) != Some("\"2.0\"") {
         return Err(ParseError::invalid(id, "\"jsonrpc\" must be \"2.0\""));

@@ -19,6 +19,7 @@ use pingora_proxy::{HttpProxy, ProxyHttp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admit::CONNECTION_TOKEN;
 use crate::audit::Auditor;
 use crate::coalesce::Coalesced;
 use crate::front::{next_request, Next};
@@ -206,7 +207,8 @@ async fn accept_loop<SV>(
         let front = front.clone();
         let shutdown = shutdown.clone();
         let cancel = CancellationToken::new();
-        tokio::spawn(CONNECTION.scope(cancel.clone(), async move {
+        let token = std::cell::RefCell::new(None);
+        let task = CONNECTION.scope(cancel.clone(), async move {
             let _slot = slot;
             let serve = async {
                 // Fixed-length responses leave in one send (see `coalesce`).
@@ -241,6 +243,7 @@ async fn accept_loop<SV>(
                 _ = serve => {}
                 _ = cancel.cancelled() => {}
             }
-        }));
+        });
+        tokio::spawn(CONNECTION_TOKEN.scope(token, task));
     }
 }

@@ -78,7 +78,7 @@ impl Gateway {
     pub(crate) async fn serve_post(
         &self,
         agent: &mut Stream,
-        req: Box<RequestHeader>,
+        mut req: Box<RequestHeader>,
         raw: Bytes,
         close: bool,
     ) -> bool {
@@ -87,7 +87,10 @@ impl Gateway {
         let ended = match admit::admit_post(&req, raw, &self.snapshots, &self.seal) {
             Ok(Admitted { route, body }) => {
                 let body = body.unwrap_or_default();
-                self.forward(agent, &req, route, body, close, &mut ctx)
+                // The header itself goes upstream (rewritten in place).
+                let whole = req;
+                req = Box::new(super::summary(&whole));
+                self.forward(agent, whole, &req, route, body, close, &mut ctx)
                     .await
             }
             Err(Rejected {
@@ -116,10 +119,14 @@ impl Gateway {
         ended.keep_alive
     }
 
-    /// An admitted request: sent upstream, its response relayed.
+    /// An admitted request: sent upstream (`whole`, its header, is
+    /// rewritten for that; `req` is what its log line needs), its response
+    /// relayed.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         agent: &mut Stream,
+        whole: Box<RequestHeader>,
         req: &RequestHeader,
         route: Route,
         body: Bytes,
@@ -136,7 +143,7 @@ impl Gateway {
             }
         }
         ctx.audit.body = Some(body.clone());
-        let wire = self.upstream_request(req, &route, &body, ctx);
+        let wire = self.upstream_request(whole, &route, &body, ctx);
         let up = route.upstream();
         let unusable = if let Some(why) = &up.credential_unavailable {
             // Never call the upstream without its credential.
@@ -171,12 +178,11 @@ impl Gateway {
     /// followed by the checked body: one write.
     fn upstream_request(
         &self,
-        req: &RequestHeader,
+        mut forward: Box<RequestHeader>,
         route: &Route,
         body: &[u8],
         ctx: &RequestCtx,
     ) -> pingora_error::Result<Vec<u8>> {
-        let mut forward = req.clone();
         if route.list_ids.is_active() {
             // Responses the gateway rewrites must arrive readable.
             forward.insert_header(http::header::ACCEPT_ENCODING, "identity")?;

@@ -96,7 +96,7 @@ impl Gateway {
         let head = http1::response_bytes(&resp);
         drop(resp);
         let whole = req;
-        let req = summary(&whole);
+        let req = super::summary(&whole);
         drop(whole);
         let relay = Relay {
             head,
@@ -159,17 +159,4 @@ impl Gateway {
             .ok()?;
         Some(upstream)
     }
-}
-
-/// What a stream's log line and audit event need of its request: method,
-/// path, and the agent's session.
-fn summary(req: &RequestHeader) -> RequestHeader {
-    let path = req.uri.path().as_bytes();
-    let Ok(mut slim) = RequestHeader::build_no_case(req.method.clone(), path, Some(1)) else {
-        return req.clone();
-    };
-    if let Some(sid) = req.headers.get("mcp-session-id") {
-        let _ = slim.insert_header("mcp-session-id", sid.clone());
-    }
-    slim
 }
