@@ -81,26 +81,30 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Is `name` (lower case, as `http` stores names) listed by a `Connection` header?
-fn connection_listed(headers: &http::HeaderMap, name: &str) -> bool {
+/// The header names a `Connection` header lists (lower case), besides the
+/// usual `close` / `keep-alive`, which name no header present.
+fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(name))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .collect()
 }
 
-/// The headers present in `headers` that `drop` selects (one pass over the
-/// names present; removing an absent name would parse and hash it).
+/// The headers present in `headers` that `drop` selects, or that a
+/// `Connection` header lists (one pass over the names present; removing an
+/// absent name would parse and hash it).
 fn present(
     headers: &http::HeaderMap,
     drop: impl Fn(&str) -> bool,
 ) -> Vec<http::header::HeaderName> {
-    let listed = headers.contains_key(http::header::CONNECTION);
+    let listed = connection_listed(headers);
     headers
         .keys()
-        .filter(|name| drop(name.as_str()) || (listed && connection_listed(headers, name.as_str())))
+        .filter(|name| drop(name.as_str()) || listed.iter().any(|l| l == name.as_str()))
         .cloned()
         .collect()
 }

@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::redact;
@@ -220,76 +221,122 @@ impl RecordBuilder {
             };
             return;
         };
-        let responses = responses(ev);
-        let answers: Vec<&Value> = responses
-            .iter()
-            .filter(|r| r.get("result").is_some() || r.get("error").is_some())
-            .collect();
+        let answers = answers(ev);
         let answer = answers
             .iter()
-            .find(|r| r.get("id") == Some(id))
+            .find(|a| a.id.as_ref() == Some(id))
             .or_else(|| (count == 1 && answers.len() == 1).then(|| &answers[0]));
         let Some(answer) = answer else {
             return;
         };
-        if let Some(err) = answer.get("error") {
+        if let Some(err) = &answer.error {
             rec.outcome = Outcome::Error;
             rec.error_code = err.get("code").and_then(Value::as_i64);
             return;
         }
-        let result = &answer["result"];
-        rec.outcome = if result.get("isError").and_then(Value::as_bool) == Some(true) {
-            Outcome::ToolError
-        } else {
-            Outcome::Success
+        let Some(result) = &answer.result else {
+            return;
         };
         let excerpt_chars = ev
             .route
             .as_ref()
             .map_or(0, |r| r.upstream().audit.response_excerpt);
+        // Only what the record keeps is read: `isError`, and the first text
+        // of `content` when an excerpt is asked for.
+        let summary: ToolResult = serde_json::from_str(result.get()).unwrap_or_default();
+        rec.outcome = if summary.is_error.as_ref().and_then(Value::as_bool) == Some(true) {
+            Outcome::ToolError
+        } else {
+            Outcome::Success
+        };
         if excerpt_chars > 0 {
-            rec.response_excerpt = result["content"]
-                .as_array()
+            let content: serde_json::Map<String, Value> =
+                serde_json::from_str(result.get()).unwrap_or_default();
+            rec.response_excerpt = content
+                .get("content")
+                .and_then(Value::as_array)
                 .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
                 .map(|t| truncate(t, excerpt_chars));
         }
     }
 }
 
-/// Every JSON-RPC message found in the kept part of the response.
-fn responses(ev: &AuditEvent) -> Vec<Value> {
+/// A JSON-RPC answer as the audit record reads it: its id, and its result
+/// (left unparsed) or error.
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present_value")]
+    error: Option<Value>,
+}
+
+impl Answer {
+    fn answers(&self) -> bool {
+        self.result.is_some() || self.error.is_some()
+    }
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    <Box<RawValue> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// The part of a tool result the outcome depends on.
+#[derive(serde::Deserialize, Default)]
+struct ToolResult {
+    #[serde(rename = "isError", default)]
+    is_error: Option<Value>,
+}
+
+/// Every JSON-RPC answer found in the kept part of the response.
+fn answers(ev: &AuditEvent) -> Vec<Answer> {
     let tap = &ev.response;
     let bytes = tap.bytes();
     if !tap.sse {
         if tap.truncated {
             return Vec::new();
         }
-        return match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Array(items)) => items,
-            Ok(one) => vec![one],
-            Err(_) => Vec::new(),
-        };
+        return answers_in(&bytes);
     }
     let text = String::from_utf8_lossy(&bytes);
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     normalized
         .split("\n\n")
-        .filter_map(|event| {
+        .flat_map(|event| {
             let data: Vec<&str> = event
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(|d| d.strip_prefix(' ').unwrap_or(d))
                 .collect();
             if data.is_empty() {
-                return None;
+                return Vec::new();
             }
-            serde_json::from_str::<Value>(&data.join("\n")).ok()
-        })
-        .flat_map(|v| match v {
-            Value::Array(items) => items,
-            one => vec![one],
+            answers_in(data.join("\n").as_bytes())
         })
         .collect()
+}
+
+/// The answers in one JSON text (a message or a batch).
+fn answers_in(json: &[u8]) -> Vec<Answer> {
+    let batch = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let found: Vec<Answer> = if batch {
+        // Elements that are not answers (or not objects) are skipped.
+        let items: Vec<Box<RawValue>> = serde_json::from_slice(json).unwrap_or_default();
+        items
+            .iter()
+            .filter_map(|item| serde_json::from_str(item.get()).ok())
+            .collect()
+    } else {
+        serde_json::from_slice(json).ok().into_iter().collect()
+    };
+    found.into_iter().filter(Answer::answers).collect()
 }
 
 fn reason(refusal: &Refusal, tool: Option<&str>) -> String {
