@@ -375,6 +375,12 @@ fn conclude(
     }
 }
 
+/// Whether a request's head alone lets its caller use the server it names
+/// (path, `Host` and `Origin`, token, grant): what [`admit`] checks first.
+pub fn authorize_head(req: &RequestHeader, snapshot: &Arc<Snapshot>) -> Result<(), Refusal> {
+    authorize_request(req, snapshot).map(|_| ())
+}
+
 /// Path, `Host` and `Origin`, token, grant. The OAuth protected-resource
 /// metadata is answered here too (as a [`Refusal::Document`]).
 fn authorize_request(req: &RequestHeader, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::coalesce::Coalesced;
-use crate::gateway::Gateway;
+use crate::gateway::{Agent, Gateway};
 use crate::http1::{self, Head};
 
 /// How long a connection may wait for its next request, and for the rest
@@ -64,15 +64,26 @@ pub async fn next_request(
                 body_len,
                 close,
             } if gateway.takes_post(&req, body_len) => {
-                let end = len + body_len;
-                if !read_to(&mut stream, &mut buf, end).await {
+                if gateway.refused_before_body(&mut stream, &req).await {
                     return Next::Done;
                 }
-                let rest = buf.split_off(end);
+                let end = len + body_len;
+                if !read_to(&mut stream, &mut buf, end).await {
+                    tracing::info!(
+                        path = req.uri.path(),
+                        "request body incomplete: connection closed"
+                    );
+                    return Next::Done;
+                }
+                let mut rest = buf.split_off(end);
                 let body = bytes::Bytes::from(buf).slice(len..);
+                let mut agent = Agent {
+                    conn: &mut stream,
+                    pipelined: &mut rest,
+                    close,
+                };
                 // Boxed: an idle connection's task stays small (see `event_stream.rs`).
-                let serving = Box::pin(gateway.serve_post(&mut stream, req, body, close));
-                let keep_alive = serving.await;
+                let keep_alive = Box::pin(gateway.serve_post(&mut agent, req, body)).await;
                 if !keep_alive {
                     return Next::Done;
                 }
@@ -122,7 +133,8 @@ async fn read_head(
 async fn read_to(stream: &mut Stream, buf: &mut Vec<u8>, end: usize) -> bool {
     let read = async {
         while buf.len() < end {
-            buf.reserve(end - buf.len());
+            // Grown as the body arrives, not to its declared length at once.
+            buf.reserve((end - buf.len()).min(64 * 1024));
             match stream.read_buf(buf).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}

@@ -37,6 +37,7 @@ mod response_hooks;
 mod upstream_request;
 
 use admission::{log_refusal, respond};
+pub(crate) use direct::Agent;
 
 /// The toolgate data plane. Reads one [`Snapshot`] per request from `snapshots`.
 /// Clones share everything (the accept loop keeps one for event streams).

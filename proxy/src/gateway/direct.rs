@@ -35,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::admission::log_refusal;
-use super::relay::{read_response_head, write, HeadError, Relay};
+use super::relay::{agent_gone, read_response_head, write, AgentSide, HeadError, Relay};
 use super::{failure_status, Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
 use crate::error::Refusal;
@@ -44,6 +44,16 @@ use crate::metrics::ToolDecision;
 
 /// How long connecting to the upstream may take (as for Pingora's peers).
 const CONNECT: Duration = Duration::from_secs(5);
+
+/// The agent's side of a request on the direct path.
+pub(crate) struct Agent<'a> {
+    /// Its connection.
+    pub conn: &'a mut Stream,
+    /// Bytes it sent after the request (pipelined), kept for the next one.
+    pub pipelined: &'a mut Vec<u8>,
+    /// It asked for the connection to close after the response.
+    pub close: bool,
+}
 
 /// How a request ended: the status the agent got, why it failed (if it
 /// did), and whether the agent's connection can take another request.
@@ -73,14 +83,35 @@ impl Gateway {
         })
     }
 
+    /// Refuses a `POST` from its head alone when its caller may not use the
+    /// server (path, `Host`, `Origin`, token, grant): nothing of its body is
+    /// read, and strangers learn nothing from how long the gateway waits.
+    /// True: refused and answered (the connection closes).
+    pub(crate) async fn refused_before_body(
+        &self,
+        agent: &mut Stream,
+        req: &RequestHeader,
+    ) -> bool {
+        let snapshot = self.snapshots.load_full();
+        let Err(refusal) = admit::authorize_head(req, &snapshot) else {
+            return false;
+        };
+        let mut ctx = Box::new(RequestCtx::new());
+        ctx.begin(req);
+        log_refusal(&ctx, req, &refusal);
+        let ended = self.answer_refusal(agent, req, &refusal, &mut ctx).await;
+        ctx.audit.refusal = Some(refusal);
+        self.finish(req, ended.status, ended.error, &mut ctx);
+        true
+    }
+
     /// Serves a `POST` whose body (`raw`, as sent) was read in full.
     /// Returns whether the agent's connection can take its next request.
     pub(crate) async fn serve_post(
         &self,
-        agent: &mut Stream,
+        agent: &mut Agent<'_>,
         mut req: Box<RequestHeader>,
         raw: Bytes,
-        close: bool,
     ) -> bool {
         let mut ctx = Box::new(RequestCtx::new());
         ctx.begin(&req);
@@ -90,7 +121,7 @@ impl Gateway {
                 // The header itself goes upstream (rewritten in place).
                 let whole = req;
                 req = Box::new(super::summary(&whole));
-                self.forward(agent, whole, &req, route, body, close, &mut ctx)
+                self.forward(agent, whole, &req, route, body, &mut ctx)
                     .await
             }
             Err(Rejected {
@@ -99,7 +130,9 @@ impl Gateway {
                 body,
             }) => {
                 log_refusal(&ctx, &req, &refusal);
-                let ended = self.answer_refusal(agent, &req, &refusal, &mut ctx).await;
+                let ended = self
+                    .answer_refusal(agent.conn, &req, &refusal, &mut ctx)
+                    .await;
                 ctx.audit.refused_route = route;
                 ctx.audit.body = body;
                 ctx.audit.refusal = Some(refusal);
@@ -122,20 +155,18 @@ impl Gateway {
     /// An admitted request: sent upstream (`whole`, its header, is
     /// rewritten for that; `req` is what its log line needs), its response
     /// relayed.
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
-        agent: &mut Stream,
+        agent: &mut Agent<'_>,
         whole: Box<RequestHeader>,
         req: &RequestHeader,
         route: Route,
         body: Bytes,
-        close: bool,
         ctx: &mut RequestCtx,
     ) -> Ended {
         ctx.tally.admitted(route.upstream(), route.method);
         if let Some(refusal) = self.audit_capacity(&route, ctx) {
-            return self.answer_refusal(agent, req, &refusal, ctx).await;
+            return self.answer_refusal(agent.conn, req, &refusal, ctx).await;
         }
         if let Some(m) = &self.metrics {
             for tool in &route.tools {
@@ -163,14 +194,23 @@ impl Gateway {
         ctx.tally.upstream_started();
         let (wire, addr) = match (wire, addr) {
             (Ok(wire), Ok(addr)) => (wire, addr),
-            (Err(e), _) | (_, Err(e)) => return self.answer_failure(agent, &e, ctx).await,
+            (Err(e), _) | (_, Err(e)) => return self.answer_failure(agent.conn, &e, ctx).await,
         };
-        let (upstream, resp, framing, rest) = match self.exchange(addr, &wire).await {
+        // An agent that goes while the upstream works ends the exchange (as on Pingora's path).
+        let exchanged = tokio::select! {
+            exchanged = self.exchange(addr, &wire) => exchanged,
+            _ = agent_gone(agent.conn, Some(agent.pipelined)) => Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "the agent closed its connection before the answer",
+            )
+            .into_down()),
+        };
+        let (upstream, resp, framing, rest) = match exchanged {
             Ok(exchanged) => exchanged,
-            Err(e) => return self.answer_failure(agent, &e, ctx).await,
+            Err(e) => return self.answer_failure(agent.conn, &e, ctx).await,
         };
         drop(wire);
-        self.respond(agent, upstream, addr, resp, framing, rest, close, ctx)
+        self.respond(agent, upstream, addr, resp, framing, rest, ctx)
             .await
     }
 
@@ -244,13 +284,12 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     async fn respond(
         &self,
-        agent: &mut Stream,
+        agent: &mut Agent<'_>,
         mut upstream: TcpStream,
         addr: SocketAddr,
         mut resp: ResponseHeader,
         framing: Framing,
         rest: Vec<u8>,
-        close: bool,
         ctx: &mut RequestCtx,
     ) -> Ended {
         let framing = match resp.status.as_u16() {
@@ -294,21 +333,31 @@ impl Gateway {
                     }
                 };
             }
+            // A 204 or 304 has no body, whatever the rules chose (a body
+            // would be read as the next response).
+            let no_body = matches!(resp.status.as_u16(), 204 | 304);
+            if no_body {
+                ctx.response = ResponseMode::PassThrough;
+            }
             let rewritten = !matches!(ctx.response, ResponseMode::PassThrough);
-            let chunked = rewritten || !matches!(framing, Framing::Length(_));
+            let chunked = !no_body && (rewritten || !matches!(framing, Framing::Length(_)));
             resp.remove_header(&http::header::TRANSFER_ENCODING);
             if chunked {
                 resp.remove_header(&http::header::CONTENT_LENGTH);
                 resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            } else if let (false, Framing::Length(n)) = (no_body, &framing) {
+                // The agent's framing is stated by the gateway: an upstream's
+                // `Connection` header may have named its `Content-Length`.
+                resp.insert_header(http::header::CONTENT_LENGTH, n.to_string())?;
             }
-            if close {
+            if agent.close {
                 resp.insert_header(http::header::CONNECTION, "close")?;
             }
             Ok::<_, Box<Error>>(chunked)
         })();
         let chunked = match prepared {
             Ok(chunked) => chunked,
-            Err(e) => return self.answer_failure(agent, &e, ctx).await,
+            Err(e) => return self.answer_failure(agent.conn, &e, ctx).await,
         };
         let status = resp.status.as_u16();
         let relay = Relay {
@@ -316,10 +365,13 @@ impl Gateway {
             framing,
             pending: rest,
             chunked,
-            watch_agent: false,
         };
         drop(resp);
-        match self.relay(agent, &mut upstream, relay, ctx).await {
+        let side = AgentSide::Request(&mut *agent.pipelined);
+        match self
+            .relay(agent.conn, side, &mut upstream, relay, ctx)
+            .await
+        {
             Ok(reusable) => {
                 if reusable && upstream_keeps {
                     self.upstream_pool.put(addr, upstream);
@@ -327,7 +379,7 @@ impl Gateway {
                 Ended {
                     status,
                     error: None,
-                    keep_alive: !close,
+                    keep_alive: !agent.close,
                 }
             }
             Err(cut) if cut.head_written => Ended {
@@ -342,7 +394,7 @@ impl Gateway {
                     ErrorType::ReadError
                 };
                 let e = Error::explain(etype, cut.reason).into_up();
-                self.answer_failure(agent, &e, ctx).await
+                self.answer_failure(agent.conn, &e, ctx).await
             }
         }
     }

@@ -26,7 +26,7 @@ use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::relay::{read_response_head, Relay};
+use super::relay::{read_response_head, AgentSide, Relay};
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
 use crate::http1;
@@ -103,12 +103,11 @@ impl Gateway {
             framing,
             pending: rest,
             chunked: true,
-            watch_agent: true,
         };
         let error = match framed {
             Err(e) => Some(e.to_string()),
             Ok(_) => self
-                .relay(agent, &mut upstream, relay, &mut ctx)
+                .relay(agent, AgentSide::Stream, &mut upstream, relay, &mut ctx)
                 .await
                 .err()
                 .map(|e| e.reason),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use pingora_core::protocols::Stream;
 use pingora_http::ResponseHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -84,9 +85,40 @@ pub(super) struct Relay {
     /// The agent gets the body chunked (else as the upstream framed it:
     /// by its `Content-Length`).
     pub chunked: bool,
-    /// The agent's close ends the response, and whatever it sends is
-    /// ignored (an event stream: its connection ends with it).
-    pub watch_agent: bool,
+}
+
+/// What the agent may do while its response is relayed.
+pub(super) enum AgentSide<'a> {
+    /// Its close ends the response, which is then complete for it, and
+    /// whatever it sends is ignored (an event stream: its connection ends
+    /// with it).
+    Stream,
+    /// Its close cuts the response; what it sends (a pipelined request) is
+    /// kept here for after the response.
+    Request(&'a mut Vec<u8>),
+}
+
+/// Most bytes kept of what an agent sends while its request is answered;
+/// past that its connection is no longer read until the response is done.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+/// Resolves when the agent closes its connection (or it fails). What it
+/// sends meanwhile is kept in `pipelined` (`None`: ignored).
+pub(super) async fn agent_gone(agent: &mut Stream, mut pipelined: Option<&mut Vec<u8>>) {
+    let mut probe = [0u8; 512];
+    loop {
+        if pipelined.as_ref().is_some_and(|p| p.len() >= MAX_PIPELINED) {
+            return std::future::pending().await;
+        }
+        match agent.read(&mut probe).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if let Some(kept) = pipelined.as_mut() {
+                    kept.extend_from_slice(&probe[..n]);
+                }
+            }
+        }
+    }
 }
 
 /// Why a relayed response was cut.
@@ -104,6 +136,7 @@ impl Gateway {
     pub(super) async fn relay(
         &self,
         agent: &mut Stream,
+        mut side: AgentSide<'_>,
         upstream: &mut TcpStream,
         relay: Relay,
         ctx: &mut RequestCtx,
@@ -119,7 +152,6 @@ impl Gateway {
         let mut upstream_closed = false;
         // Set up on the first wait only (most responses arrive with their head).
         let mut waits: Option<Waits<'_>> = None;
-        let mut probe = [0u8; 64];
         loop {
             if pending.is_empty() && !upstream_closed && !body.is_done() {
                 // Nothing at hand: the head goes now (an agent must not wait for headers).
@@ -157,9 +189,12 @@ impl Gateway {
                         }
                         continue;
                     }
-                    read = agent.read(&mut probe), if relay.watch_agent => match read {
-                        Ok(0) | Err(_) => return Ok(false),
-                        Ok(_) => continue,
+                    _ = agent_gone(agent, match &mut side {
+                        AgentSide::Stream => None,
+                        AgentSide::Request(kept) => Some(&mut **kept),
+                    }) => match side {
+                        AgentSide::Stream => return Ok(false),
+                        AgentSide::Request(_) => return Err(cut(&head, "agent: closed".into())),
                     },
                 }
             }

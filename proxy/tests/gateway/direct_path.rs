@@ -21,6 +21,12 @@ enum Script {
     AnswerOnceThenDrop,
     /// Answer, followed by the bytes of a second, unasked response.
     AnswerWithExtra,
+    /// Answer with a `Connection` header naming `Content-Length`.
+    AnswerNamingLength,
+    /// Answer `204 No Content` labelled as JSON.
+    NoContent,
+    /// Never answer; note when the gateway closes the connection.
+    Hang,
 }
 
 /// A raw HTTP/1.1 upstream: answers each `tools/call` with the running
@@ -66,13 +72,31 @@ async fn serve_raw(
         if n > 0 && script == Script::AnswerOnceThenDrop {
             return;
         }
+        if script == Script::Hang {
+            let mut rest = [0u8; 64];
+            while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+            heads.lock().unwrap().push("closed by the gateway".into());
+            return;
+        }
+        if script == Script::NoContent {
+            let out = "HTTP/1.1 204 No Content\r\ncontent-type: application/json\r\n\r\n";
+            if conn.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"].clone();
         let k = answered.fetch_add(1, Ordering::SeqCst) + 1;
         let reply = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {k}"}}]}}}}"#
         );
+        let named = if script == Script::AnswerNamingLength {
+            "connection: content-length\r\n"
+        } else {
+            ""
+        };
         let mut out = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{named}content-length: {}\r\n\r\n{reply}",
             reply.len()
         );
         if script == Script::AnswerWithExtra {
@@ -264,5 +288,108 @@ async fn a_denied_call_is_answered_with_its_id_and_never_reaches_the_upstream() 
         0,
         "no connection, no bytes"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stranger_is_refused_before_sending_its_body() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    // A head announcing a body that never comes, without a token.
+    let head = format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        gw.addr
+    );
+    agent.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = read_response(&mut agent, &mut buf).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_unframe_its_answer_with_a_connection_header() {
+    let up = raw_upstream(Script::AnswerNamingLength).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=2 {
+        agent
+            .write_all(call_request(&gw, id, "").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut agent, &mut buf).await;
+        assert!(
+            head.contains("content-length:"),
+            "framed for the agent: {head}"
+        );
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_204_tool_list_answer_carries_no_body() {
+    let up = raw_upstream(Script::NoContent).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    let req = format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{list}",
+        gw.addr,
+        list.len()
+    );
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        agent.write_all(req.as_bytes()).await.unwrap();
+        let (head, body) = read_response(&mut agent, &mut buf).await;
+        assert!(head.starts_with("http/1.1 204"), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert_eq!(body, "");
+    }
+    // Nothing else follows the two answers on the connection.
+    let mut more = [0u8; 16];
+    let extra = tokio::time::timeout(Duration::from_millis(300), agent.read(&mut more)).await;
+    assert!(extra.is_err(), "no stray bytes after a 204");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_that_leaves_mid_call_releases_the_upstream_connection() {
+    let up = raw_upstream(Script::Hang).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    agent
+        .write_all(call_request(&gw, 1, "").as_bytes())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.heads.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(agent);
+    loop {
+        if up
+            .heads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == "closed by the gateway")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway closed the upstream connection after the agent left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     gw.stop().await;
 }
