@@ -84,6 +84,11 @@ impl Gateway {
         self
     }
 
+    /// The kept-alive upstream connections of the direct path (swept by the server).
+    pub(crate) fn upstream_pool(&self) -> Arc<crate::upstream_pool::UpstreamPool> {
+        self.upstream_pool.clone()
+    }
+
     /// Records every audited request through `auditor`.
     pub fn with_auditor(mut self, auditor: Auditor) -> Self {
         self.auditor = Some(auditor);

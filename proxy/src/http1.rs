@@ -5,8 +5,10 @@
 
 use pingora_http::{RequestHeader, ResponseHeader};
 
-/// Most header fields in a head this module parses.
+/// Most header fields in a request head this module parses (more: Pingora's).
 const MAX_FIELDS: usize = 64;
+/// Most header fields in an upstream response head.
+const MAX_RESPONSE_FIELDS: usize = 256;
 
 /// What the bytes read so far on a connection hold.
 pub enum Head {
@@ -145,11 +147,12 @@ pub enum Framing {
 pub struct UnhandledHead;
 
 /// An upstream response head: the header, its length on the wire, and how
-/// the body is framed. `Ok(None)`: incomplete.
+/// the body is framed. `Ok(None)`: incomplete. An interim (1xx) head is
+/// returned too: its caller skips it and reads the next.
 pub fn response_head(
     buf: &[u8],
 ) -> Result<Option<(ResponseHeader, usize, Framing)>, UnhandledHead> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
     let mut parsed = httparse::Response::new(&mut fields);
     let len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -157,7 +160,7 @@ pub fn response_head(
         Err(_) => return Err(UnhandledHead),
     };
     let status = parsed.code.ok_or(UnhandledHead)?;
-    if status < 200 {
+    if status == 101 || status < 100 {
         return Err(UnhandledHead);
     }
     let mut resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len()))
@@ -245,8 +248,10 @@ enum ChunkState {
     Size,
     /// This many data bytes left in the chunk.
     Data(u64),
-    /// The CRLF after a chunk's data.
+    /// The CR after a chunk's data.
     DataEnd,
+    /// The LF after that CR.
+    DataEndLf,
     /// Trailer lines after the last chunk.
     Trailer,
     /// The body is complete.
@@ -271,7 +276,8 @@ impl ChunkedDecoder {
                     self.take_line(&input[..end])?;
                     input = &input[end + 1..];
                     let line = std::mem::take(&mut self.line);
-                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    // Lines end in CRLF: a bare LF is refused.
+                    let line = line.strip_suffix(b"\r").ok_or(BadChunk)?;
                     self.state = match self.state {
                         ChunkState::Size => match chunk_size(line)? {
                             0 => ChunkState::Trailer,
@@ -292,7 +298,13 @@ impl ChunkedDecoder {
                 }
                 ChunkState::DataEnd => {
                     match input[0] {
-                        b'\r' => {}
+                        b'\r' => self.state = ChunkState::DataEndLf,
+                        _ => return Err(BadChunk),
+                    }
+                    input = &input[1..];
+                }
+                ChunkState::DataEndLf => {
+                    match input[0] {
                         b'\n' => self.state = ChunkState::Size,
                         _ => return Err(BadChunk),
                     }
@@ -323,12 +335,13 @@ impl ChunkedDecoder {
 
 /// The size in a chunk-size line (extensions after `;` ignored).
 fn chunk_size(line: &[u8]) -> Result<u64, BadChunk> {
+    // 1*HEXDIG, then optional whitespace before any extension (RFC 9112 §7.1).
     let hex = line
         .split(|&b| b == b';')
         .next()
         .unwrap_or(b"")
-        .trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
+        .trim_ascii_end();
+    if hex.is_empty() || hex.len() > 15 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return Err(BadChunk);
     }
     let hex = std::str::from_utf8(hex).map_err(|_| BadChunk)?;
@@ -368,6 +381,11 @@ mod tests {
             b"3\r\nabcX",
             b"\r\n",
             b"fffffffffffffffff\r\n",
+            // Signs, leading spaces, bare LF, a CR run after the data.
+            b"+3\r\nabc\r\n",
+            b" 3\r\nabc\r\n",
+            b"3\nabc\r\n",
+            b"3\r\nabc\r\r\n",
         ] {
             let mut out = Vec::new();
             assert!(ChunkedDecoder::default().push(bad, &mut out).is_err());
@@ -445,8 +463,14 @@ mod tests {
         assert!(response_head(b"HTTP/1.1 200 OK\r\nContent-")
             .unwrap()
             .is_none());
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+        let mut two = early.to_vec();
+        two.extend_from_slice(b"HTTP/1.1 200");
+        let (interim, len, _) = response_head(&two).unwrap().unwrap();
+        assert!(interim.status.is_informational());
+        assert_eq!(len, early.len());
         for bad in [
-            &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+            &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -83,7 +83,8 @@ pub fn start_with(
     if let Some(auditor) = options.auditor {
         gateway = gateway.with_auditor(auditor);
     }
-    let sweeper = AbortOnDrop(tokio::spawn(sweep_on_change(snapshots, streams)));
+    let pool = gateway.upstream_pool();
+    let sweeper = AbortOnDrop(tokio::spawn(sweep_on_change(snapshots, streams, pool)));
     let front = Arc::new(gateway.clone());
     serve_with_front(listener, gateway, Some(sweeper), Some(front))
 }
@@ -141,7 +142,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// Re-checks open event streams whenever a new snapshot is swapped in.
-async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamRegistry>) {
+/// Also closes idle upstream connections gone stale, every few seconds.
+async fn sweep_on_change(
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    streams: Arc<StreamRegistry>,
+    pool: Arc<crate::upstream_pool::UpstreamPool>,
+) {
     let mut seen = snapshots.load().version;
     let mut since_sweep = Duration::ZERO;
     loop {
@@ -150,6 +156,7 @@ async fn sweep_on_change(snapshots: Arc<ArcSwap<Snapshot>>, streams: Arc<StreamR
         let current = snapshots.load_full();
         // Also every few seconds: a JWT expires without any snapshot change.
         if current.version != seen || since_sweep >= EXPIRY_SWEEP {
+            pool.sweep();
             if current.version != seen {
                 streams.snapshot_changed();
             }

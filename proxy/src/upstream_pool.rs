@@ -59,6 +59,17 @@ impl UpstreamPool {
         }
     }
 
+    /// Closes the idle connections that are too old or that their upstream
+    /// closed, and forgets addresses left without any (servers removed,
+    /// DNS moved). Run every few seconds.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|i| i.since.elapsed() < IDLE_FOR && still_open(&i.conn));
+            !list.is_empty()
+        });
+    }
+
     /// Number of idle connections held (all addresses).
     pub fn idle(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

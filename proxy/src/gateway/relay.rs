@@ -43,18 +43,29 @@ pub(super) async fn read_response_head(
 ) -> Result<(ResponseHeader, Framing, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(4096);
     let read = async {
+        // Anything at all came (an interim answer included): not a dead kept connection.
+        let mut answered = false;
         loop {
             match upstream.read_buf(&mut buf).await {
-                Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
+                Ok(0) if !answered => return Err(HeadError::Closed),
                 Ok(0) => return Err(HeadError::Malformed),
-                Ok(_) => {}
-                Err(e) if buf.is_empty() && closed_early(&e) => return Err(HeadError::Closed),
+                Ok(_) => answered = true,
+                Err(e) if !answered && closed_early(&e) => return Err(HeadError::Closed),
                 Err(e) => return Err(HeadError::Io(e)),
             }
-            match http1::response_head(&buf) {
-                Ok(Some((resp, len, framing))) => return Ok((resp, framing, len)),
-                Ok(None) if buf.len() < MAX_HEAD => buf.reserve(4096),
-                _ => return Err(HeadError::Malformed),
+            loop {
+                match http1::response_head(&buf) {
+                    // An interim answer (103 Early Hints, 100 Continue): the real one follows.
+                    Ok(Some((resp, len, _))) if resp.status.is_informational() => {
+                        buf.drain(..len);
+                    }
+                    Ok(Some((resp, len, framing))) => return Ok((resp, framing, len)),
+                    Ok(None) if buf.len() < MAX_HEAD => {
+                        buf.reserve(4096);
+                        break;
+                    }
+                    _ => return Err(HeadError::Malformed),
+                }
             }
         }
     };

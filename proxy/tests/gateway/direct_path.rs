@@ -25,6 +25,8 @@ enum Script {
     AnswerNamingLength,
     /// Answer `204 No Content` labelled as JSON.
     NoContent,
+    /// An interim `103 Early Hints` head before each answer.
+    EarlyHints,
     /// Never answer; note when the gateway closes the connection.
     Hang,
 }
@@ -90,6 +92,12 @@ async fn serve_raw(
         let reply = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {k}"}}]}}}}"#
         );
+        if script == Script::EarlyHints {
+            let hints = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n";
+            if conn.write_all(hints.as_bytes()).await.is_err() {
+                return;
+            }
+        }
         let named = if script == Script::AnswerNamingLength {
             "connection: content-length\r\n"
         } else {
@@ -391,5 +399,24 @@ async fn an_agent_that_leaves_mid_call_releases_the_upstream_connection() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped_and_the_final_one_relayed() {
+    let up = raw_upstream(Script::EarlyHints).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=2 {
+        agent
+            .write_all(call_request(&gw, id, "").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut agent, &mut buf).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
     gw.stop().await;
 }
