@@ -9,7 +9,7 @@ use pingora_proxy::Session;
 
 use super::{Gateway, RequestCtx};
 use crate::admit::{self, Admitted, Rejected};
-use crate::error::Refusal;
+use crate::error::{ErrorResponse, Refusal};
 use crate::virtual_server::{self, Outcome};
 
 impl Gateway {
@@ -95,18 +95,25 @@ fn denied_tools(refusal: &Refusal) -> Vec<&str> {
     }
 }
 
-/// Writes a refusal as the whole response; returns the body's length.
-pub(super) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<usize> {
-    let r = refusal.to_response();
-    let len = r.body.len();
+/// The response head of a refusal: its status, JSON content type, length
+/// and extra headers (a challenge, a cache lifetime).
+pub(super) fn refusal_head(r: &ErrorResponse) -> Result<ResponseHeader> {
     let mut header = ResponseHeader::build(r.status, Some(4))?;
     if !r.body.is_empty() {
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     }
     header.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
-    for (name, value) in r.headers {
-        header.insert_header(name, value)?;
+    for (name, value) in &r.headers {
+        header.insert_header(*name, value.as_str())?;
     }
+    Ok(header)
+}
+
+/// Writes a refusal as the whole response; returns the body's length.
+pub(super) async fn respond(session: &mut Session, refusal: &Refusal) -> Result<usize> {
+    let r = refusal.to_response();
+    let len = r.body.len();
+    let header = refusal_head(&r)?;
     session.set_keepalive(None);
     session
         .write_response_header(Box::new(header), r.body.is_empty())

@@ -34,7 +34,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::admission::log_refusal;
+use super::admission::{log_refusal, refusal_head};
 use super::relay::{agent_gone, read_response_head, write, AgentSide, HeadError, Relay};
 use super::{failure_status, Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
@@ -76,8 +76,7 @@ impl Gateway {
             return false;
         }
         snapshot.upstream(name).is_some_and(|up| {
-            up.transport == Transport::StreamableHttp
-                && !up.endpoint.tls
+            plain_streamable_http(up)
                 && up.credential_unavailable.is_none()
                 && body_len <= snapshot.settings.max_body_bytes
         })
@@ -180,7 +179,7 @@ impl Gateway {
             // Never call the upstream without its credential.
             tracing::warn!(server = %up.name, reason = %why, "upstream credential unavailable");
             Some(why.to_string())
-        } else if up.transport != Transport::StreamableHttp || up.endpoint.tls {
+        } else if !plain_streamable_http(up) {
             // A reload changed the server while its request was read.
             Some(format!("{} changed its endpoint; retry", up.name))
         } else {
@@ -437,18 +436,10 @@ impl Gateway {
     /// Writes `refusal` as the whole response, closing the connection.
     async fn answer(&self, agent: &mut Stream, refusal: &Refusal, ctx: &mut RequestCtx) -> Ended {
         let r = refusal.to_response();
-        let head = (|| {
-            let mut header = ResponseHeader::build(r.status, Some(4))?;
-            if !r.body.is_empty() {
-                header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-            }
-            header.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
-            for (name, value) in r.headers {
-                header.insert_header(name, value)?;
-            }
+        let head = refusal_head(&r).and_then(|mut header| {
             header.insert_header(http::header::CONNECTION, "close")?;
-            Ok::<_, Box<Error>>(http1::response_bytes(&header))
-        })();
+            Ok(http1::response_bytes(&header))
+        });
         let mut wire = match head {
             Ok(head) => head,
             Err(e) => {
@@ -471,6 +462,13 @@ impl Gateway {
             keep_alive: false,
         }
     }
+}
+
+/// A Streamable HTTP server over plain HTTP: what the gateway's own paths
+/// (this one and `event_stream.rs`) connect to; TLS and bridged servers are
+/// Pingora's.
+pub(super) fn plain_streamable_http(up: &catalog::Upstream) -> bool {
+    up.transport == Transport::StreamableHttp && !up.endpoint.tls
 }
 
 /// A response head that did not come, as the error Pingora would report.

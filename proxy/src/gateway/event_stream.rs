@@ -20,7 +20,6 @@
 
 use std::time::Duration;
 
-use catalog::model::Transport;
 use pingora_core::protocols::Stream;
 use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
@@ -121,10 +120,7 @@ impl Gateway {
     fn admit_stream(&self, req: &RequestHeader) -> Option<Route> {
         let snapshot = self.snapshots.load_full();
         let up = admit::server_from_path(req.uri.path()).and_then(|n| snapshot.upstream(n))?;
-        if up.transport != Transport::StreamableHttp
-            || up.endpoint.tls
-            || up.credential_unavailable.is_some()
-        {
+        if !super::direct::plain_streamable_http(up) || up.credential_unavailable.is_some() {
             return None;
         }
         admit::admit_event_stream(req, &snapshot, &self.seal).ok()

@@ -167,9 +167,10 @@ impl Gateway {
             if pending.is_empty() && !upstream_closed && !body.is_done() {
                 // Nothing at hand: the head goes now (an agent must not wait for headers).
                 if let Some(h) = head.take() {
-                    write(agent, &h)
-                        .await
-                        .map_err(|e| cut(&Some(Vec::new()), format!("agent: {e}")))?;
+                    write(agent, &h).await.map_err(|e| RelayError {
+                        reason: format!("agent: {e}"),
+                        head_written: false,
+                    })?;
                 }
                 let w = waits.get_or_insert_with(|| Waits::new(self));
                 tokio::select! {
@@ -231,9 +232,10 @@ impl Gateway {
                 out.extend_from_slice(http1::LAST_CHUNK);
             }
             if !out.is_empty() {
-                write(agent, &out)
-                    .await
-                    .map_err(|e| cut(&None, format!("agent: {e}")))?;
+                write(agent, &out).await.map_err(|e| RelayError {
+                    reason: format!("agent: {e}"),
+                    head_written: true,
+                })?;
             }
             if complete {
                 return Ok(reusable && !body.overran());
