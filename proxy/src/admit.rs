@@ -22,6 +22,14 @@ use crate::jsonrpc;
 use crate::resource_metadata;
 use crate::sessions::SessionSeal;
 
+mod connection_token;
+mod virtual_caller;
+
+use connection_token::connection_digest;
+pub use connection_token::CONNECTION_TOKEN;
+use virtual_caller::reauthorize_virtual;
+pub use virtual_caller::{authorize_virtual, VirtualCaller};
+
 /// An admitted request: who, to which server, and what to filter.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -184,43 +192,6 @@ pub fn server_from_path(path: &str) -> Option<&str> {
         && name != "."
         && name != "..";
     ok.then_some(name)
-}
-
-/// A virtual server's call under a newer snapshot: the caller still has the
-/// virtual server, and every tool the call runs is still exposed to them.
-fn reauthorize_virtual(
-    snapshot: &Arc<Snapshot>,
-    digest: [u8; 32],
-    jwt: Option<Arc<VerifiedToken>>,
-    name: &str,
-    old: &Route,
-) -> Result<Route, Refusal> {
-    let (caller, jwt) = identify(snapshot, digest, jwt)?;
-    let v = snapshot
-        .virtual_server(name)
-        .filter(|v| snapshot.can_access_virtual(caller.class, v.id))
-        .ok_or(Refusal::NoSuchServer)?;
-    let owner = old.upstream().name.clone();
-    let still_exposed = |tool: &String| {
-        v.tools.iter().any(|t| {
-            *t.original == **tool
-                && snapshot.upstream_by_id(t.server).name == owner
-                && snapshot.virtual_tool(caller.class, v.id, &t.name).is_some()
-        })
-    };
-    let server = snapshot
-        .upstream(&owner)
-        .filter(|_| old.tools.iter().all(still_exposed))
-        .ok_or(Refusal::NoSuchServer)?
-        .id;
-    let caller = VirtualCaller {
-        snapshot: snapshot.clone(),
-        digest,
-        caller,
-        jwt,
-        id: v.id,
-    };
-    Ok(caller.route_to(server))
 }
 
 /// The policy class of the token's holder under `snapshot`: a PAT's, or a
@@ -425,111 +396,6 @@ fn bearer_caller(
     Ok((digest, jwt))
 }
 
-tokio::task_local! {
-    /// The bearer token last presented on the connection the current task
-    /// serves, with its digest (see [`connection_digest`]).
-    pub static CONNECTION_TOKEN: std::cell::RefCell<Option<(Box<[u8]>, [u8; 32])>>;
-}
-
-/// The token's SHA-256 digest. An agent presents the same token on every
-/// request of its connection, so the digest is remembered for the
-/// connection (outside a connection's task it is computed each time).
-/// Tokens are compared in constant time: a connection shared by several
-/// agents (a proxy in front) must not time one agent's token against another's.
-fn connection_digest(token: &str) -> [u8; 32] {
-    let remembered = CONNECTION_TOKEN.try_with(|last| {
-        let mut last = last.borrow_mut();
-        match last.as_ref() {
-            Some((seen, digest)) if same_secret(seen, token.as_bytes()) => *digest,
-            _ => {
-                let digest = catalog::token_digest(token);
-                *last = Some((token.as_bytes().into(), digest));
-                digest
-            }
-        }
-    });
-    remembered.unwrap_or_else(|_| catalog::token_digest(token))
-}
-
-/// Equal bytes, compared in time that depends on the lengths only.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-/// A caller of a virtual server, authenticated and granted.
-#[derive(Clone)]
-pub struct VirtualCaller {
-    /// The snapshot the decision was made on.
-    pub snapshot: Arc<Snapshot>,
-    /// The caller's token digest (binds the session id to the caller).
-    pub digest: [u8; 32],
-    caller: Caller,
-    jwt: Option<(Arc<VerifiedToken>, Arc<PrincipalInfo>)>,
-    /// The virtual server.
-    pub id: catalog::VirtualId,
-}
-
-impl VirtualCaller {
-    /// The caller's policy class.
-    pub fn class(&self) -> catalog::ClassId {
-        self.caller.class
-    }
-
-    /// The virtual server.
-    pub fn endpoint(&self) -> &catalog::VirtualEndpoint {
-        self.snapshot.virtual_by_id(self.id)
-    }
-
-    /// A route to `server` for this caller: how a virtual server's
-    /// `tools/call` travels, under the owning server's credential.
-    pub fn route_to(&self, server: ServerId) -> Route {
-        Route {
-            snapshot: self.snapshot.clone(),
-            digest: self.digest,
-            caller: self.caller,
-            jwt: self.jwt.clone(),
-            server,
-            body_len: None,
-            list_ids: ListIds::None,
-            reply_id: None,
-            upstream_session: None,
-            calls_tools: false,
-            method: "other",
-            tools: Vec::new(),
-            via_virtual: Some(self.endpoint().name.clone()),
-        }
-    }
-}
-
-/// For a path naming a virtual server: the caller, authenticated and
-/// granted, or why not. `None`: the path names no virtual server.
-pub fn authorize_virtual(
-    req: &RequestHeader,
-    snapshot: &Arc<Snapshot>,
-) -> Option<Result<VirtualCaller, Refusal>> {
-    let name = server_from_path(req.uri.path())?;
-    let id = snapshot.virtual_server(name)?.id;
-    let authorized = (|| {
-        let (digest, jwt) = bearer_caller(req, snapshot, name)?;
-        let (caller, jwt) = identify(snapshot, digest, jwt)?;
-        if !snapshot.can_access_virtual(caller.class, id) {
-            return Err(Refusal::NoSuchServer);
-        }
-        Ok(VirtualCaller {
-            snapshot: snapshot.clone(),
-            digest,
-            caller,
-            jwt,
-            id,
-        })
-    })();
-    Some(authorized.map_err(|r| challenge(req, snapshot, name, r)))
-}
-
 /// A JWT that does not sign in: logged with the reason (never the token).
 fn jwt_refused(e: catalog::JwtError) -> Refusal {
     tracing::info!(reason = %e, "bearer JWT refused");
@@ -649,27 +515,7 @@ fn check_post(
 
 #[cfg(test)]
 mod tests {
-    use super::{connection_digest, same_secret, server_from_path, CONNECTION_TOKEN};
-
-    #[tokio::test]
-    async fn a_connection_remembers_the_digest_of_its_last_token_only() {
-        let digest = catalog::token_digest;
-        let cell = std::cell::RefCell::new(None);
-        CONNECTION_TOKEN
-            .scope(cell, async {
-                assert_eq!(connection_digest("tg_a"), digest("tg_a"));
-                assert_eq!(connection_digest("tg_a"), digest("tg_a"));
-                assert_eq!(connection_digest("tg_b"), digest("tg_b"));
-                assert_eq!(connection_digest("tg_a"), digest("tg_a"));
-                assert_eq!(connection_digest("tg_ab"), digest("tg_ab"));
-            })
-            .await;
-        // Outside a connection: computed each time.
-        assert_eq!(connection_digest("tg_c"), digest("tg_c"));
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-    }
+    use super::server_from_path;
 
     #[test]
     fn paths() {

@@ -154,6 +154,18 @@ fn call_request(gw: &Gateway, id: u64, extra: &str) -> String {
     )
 }
 
+/// Sends `tools/call` number `id` on `agent` and reads its answer, which
+/// must carry that id: the head and body.
+async fn call(agent: &mut TcpStream, buf: &mut Vec<u8>, gw: &Gateway, id: u64) -> (String, String) {
+    agent
+        .write_all(call_request(gw, id, "").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_response(agent, buf).await;
+    assert!(body.contains(&format!(r#""id":{id}"#)), "{head}: {body}");
+    (head, body)
+}
+
 /// Reads one response (head and `Content-Length` body) from the agent's side.
 async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (String, String) {
     tokio::time::timeout(Duration::from_secs(5), read_request(conn, buf))
@@ -170,13 +182,8 @@ async fn calls_on_one_agent_connection_share_one_upstream_connection() {
     let mut agent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     for id in 1..=3 {
-        agent
-            .write_all(call_request(&gw, id, "").as_bytes())
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut agent, &mut buf).await;
+        let (head, body) = call(&mut agent, &mut buf, &gw, id).await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
         assert!(body.contains(&format!("answer {id}")), "{body}");
     }
     // Two requests in one write (pipelined): answered in order.
@@ -212,13 +219,8 @@ async fn a_kept_connection_the_upstream_drops_is_retried_on_a_new_one() {
     let mut agent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     for id in 1..=2 {
-        agent
-            .write_all(call_request(&gw, id, "").as_bytes())
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut agent, &mut buf).await;
+        let (head, body) = call(&mut agent, &mut buf, &gw, id).await;
         assert!(head.starts_with("http/1.1 200"), "{head}: {body}");
-        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
     }
     // The second call met the dropped connection, then went on a new one.
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
@@ -233,12 +235,7 @@ async fn bytes_after_an_upstream_response_never_answer_the_next_request() {
     let mut agent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     for id in 1..=2 {
-        agent
-            .write_all(call_request(&gw, id, "").as_bytes())
-            .await
-            .unwrap();
-        let (_, body) = read_response(&mut agent, &mut buf).await;
-        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
+        let (_, body) = call(&mut agent, &mut buf, &gw, id).await;
         assert!(!body.contains("smuggled"), "{body}");
     }
     assert_eq!(
@@ -325,16 +322,11 @@ async fn an_upstream_cannot_unframe_its_answer_with_a_connection_header() {
     let mut agent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     for id in 1..=2 {
-        agent
-            .write_all(call_request(&gw, id, "").as_bytes())
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut agent, &mut buf).await;
+        let (head, _) = call(&mut agent, &mut buf, &gw, id).await;
         assert!(
             head.contains("content-length:"),
             "framed for the agent: {head}"
         );
-        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
     }
     gw.stop().await;
 }
@@ -409,13 +401,8 @@ async fn interim_answers_are_skipped_and_the_final_one_relayed() {
     let mut agent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     for id in 1..=2 {
-        agent
-            .write_all(call_request(&gw, id, "").as_bytes())
-            .await
-            .unwrap();
-        let (head, body) = read_response(&mut agent, &mut buf).await;
+        let (head, _) = call(&mut agent, &mut buf, &gw, id).await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(body.contains(&format!(r#""id":{id}"#)), "{body}");
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
     gw.stop().await;
