@@ -42,8 +42,9 @@ use crate::error::Refusal;
 use crate::http1::{self, Framing};
 use crate::metrics::ToolDecision;
 
-/// How long connecting to the upstream may take (as for Pingora's peers).
-const CONNECT: Duration = Duration::from_secs(5);
+/// How long connecting to the upstream may take (as for Pingora's peers),
+/// and, on the event-stream path, sending it the request.
+pub(super) const CONNECT: Duration = Duration::from_secs(5);
 
 /// The agent's side of a request on the direct path.
 pub(crate) struct Agent<'a> {
@@ -250,24 +251,7 @@ impl Gateway {
                 }
             }
         }
-        let mut fresh = match tokio::time::timeout(CONNECT, TcpStream::connect(addr)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                let etype = match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
-                    _ => ErrorType::ConnectError,
-                };
-                return Err(Error::because(etype, format!("connecting to {addr}"), e).into_up());
-            }
-            Err(_) => {
-                return Err(Error::explain(
-                    ErrorType::ConnectTimedout,
-                    format!("connecting to {addr}"),
-                )
-                .into_up())
-            }
-        };
-        let _ = fresh.set_nodelay(true);
+        let mut fresh = connect(addr).await?;
         fresh.write_all(wire).await.map_err(|e| {
             Error::because(ErrorType::WriteError, "sending the request", e).into_up()
         })?;
@@ -462,6 +446,27 @@ impl Gateway {
             keep_alive: false,
         }
     }
+}
+
+/// A new connection to an upstream, within [`CONNECT`], without Nagle's
+/// delay; failures as Pingora's connector reports them.
+pub(super) async fn connect(addr: SocketAddr) -> pingora_error::Result<TcpStream> {
+    let conn = match tokio::time::timeout(CONNECT, TcpStream::connect(addr)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            let etype = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                _ => ErrorType::ConnectError,
+            };
+            return Err(Error::because(etype, format!("connecting to {addr}"), e).into_up());
+        }
+        Err(_) => {
+            let why = format!("connecting to {addr}");
+            return Err(Error::explain(ErrorType::ConnectTimedout, why).into_up());
+        }
+    };
+    let _ = conn.set_nodelay(true);
+    Ok(conn)
 }
 
 /// A Streamable HTTP server over plain HTTP: what the gateway's own paths

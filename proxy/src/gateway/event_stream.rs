@@ -25,6 +25,7 @@ use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::direct::CONNECT;
 use super::relay::{read_response_head, AgentSide, Relay};
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
@@ -32,8 +33,6 @@ use crate::http1;
 use crate::http_headers::strip_response;
 use crate::sse::SseRewriter;
 
-/// How long connecting to the upstream may take (as for Pingora's peers).
-const CONNECT: Duration = Duration::from_secs(5);
 /// How long the upstream may take to answer with its response head.
 const HEAD: Duration = Duration::from_secs(30);
 
@@ -135,11 +134,7 @@ impl Gateway {
     ) -> Option<TcpStream> {
         let up = route.upstream();
         let addr = super::upstream_request::upstream_addr(up).await.ok()?;
-        let mut upstream = tokio::time::timeout(CONNECT, TcpStream::connect(addr))
-            .await
-            .ok()?
-            .ok()?;
-        let _ = upstream.set_nodelay(true);
+        let mut upstream = super::direct::connect(addr).await.ok()?;
         let mut forward = req.clone();
         self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)
             .ok()?;
