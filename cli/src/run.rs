@@ -21,10 +21,17 @@ use toolgate_proxy::reload::{resolve_secret, ConfigDir};
 use toolgate_proxy::remote::ControlPlane;
 use toolgate_proxy::server::GatewayOptions;
 
-/// A Tokio runtime with `threads` workers (default: one per core).
+/// A Tokio runtime with `threads` workers (default: one per core). One
+/// thread gets a current-thread runtime, as Pingora's own servers use: no
+/// work-stealing queues or cross-thread wake-ups to pay for.
 pub fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads <= 1 {
+        return Ok(tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?);
+    }
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()

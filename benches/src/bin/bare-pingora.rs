@@ -12,6 +12,11 @@ use pingora_error::Result;
 use pingora_http::RequestHeader;
 use pingora_proxy::{ProxyHttp, Session};
 
+/// The allocator and runtime toolgate's `--threads 1` uses, so the ratio
+/// measures proxy work alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct PassThrough {
     upstream: SocketAddr,
     path: String,
@@ -44,8 +49,7 @@ fn main() -> anyhow::Result<()> {
     let listen: SocketAddr = args.next().ok_or_else(|| anyhow::anyhow!(usage))?.parse()?;
     let upstream: SocketAddr = args.next().ok_or_else(|| anyhow::anyhow!(usage))?.parse()?;
     let path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -2,6 +2,7 @@
 //! audited JSON-RPC message. Runs on the audit writer task, off the request
 //! path: the body is parsed again here, not while the agent waits.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::message::Message;
 use super::redact;
 use super::AuditEvent;
 use crate::error::Refusal;
@@ -24,6 +26,8 @@ pub struct RecordBuilder {
     next_id: AtomicU64,
     clients: HashMap<String, ClientInfo>,
     client_order: VecDeque<String>,
+    /// The last redaction fragments made: (gateway keys, server keys) -> fragments.
+    fragments: Option<(Vec<String>, Vec<String>, Vec<String>)>,
 }
 
 impl RecordBuilder {
@@ -36,6 +40,7 @@ impl RecordBuilder {
             next_id: AtomicU64::new(0),
             clients: HashMap::new(),
             client_order: VecDeque::new(),
+            fragments: None,
         }
     }
 
@@ -50,14 +55,10 @@ impl RecordBuilder {
             // Discovery metadata served to anyone: no access decision to record.
             return Vec::new();
         }
-        let messages: Vec<Value> = ev
+        let messages = ev
             .body
             .as_ref()
-            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-            .map(|v| match v {
-                Value::Array(items) => items,
-                one => vec![one],
-            })
+            .map(|b| Message::all_in(b))
             .unwrap_or_default();
         self.learn_client(ev, &messages);
         let all_methods = ev
@@ -74,15 +75,12 @@ impl RecordBuilder {
         }
         messages
             .iter()
-            .filter(|m| {
-                let method = m.get("method").and_then(Value::as_str);
-                refused || all_methods || method == Some("tools/call")
-            })
+            .filter(|m| refused || all_methods || m.method().as_deref() == Some("tools/call"))
             .map(|m| self.record(ev, Some(m), messages.len()))
             .collect()
     }
 
-    fn learn_client(&mut self, ev: &AuditEvent, messages: &[Value]) {
+    fn learn_client(&mut self, ev: &AuditEvent, messages: &[Message]) {
         if ev.http_method == http::Method::DELETE {
             if let Some(sid) = &ev.session_id {
                 self.clients.remove(sid);
@@ -92,11 +90,11 @@ impl RecordBuilder {
             &ev.issued_session,
             messages
                 .iter()
-                .find(|m| m.get("method").and_then(Value::as_str) == Some("initialize")),
+                .find(|m| m.method().as_deref() == Some("initialize")),
         ) else {
             return;
         };
-        let info = &init["params"]["clientInfo"];
+        let info = init.client_info().unwrap_or_default();
         let Some(name) = info.get("name").and_then(Value::as_str) else {
             return;
         };
@@ -120,7 +118,7 @@ impl RecordBuilder {
         }
     }
 
-    fn record(&self, ev: &AuditEvent, msg: Option<&Value>, count: usize) -> AuditRecord {
+    fn record(&mut self, ev: &AuditEvent, msg: Option<&Message>, count: usize) -> AuditRecord {
         let route = ev.route.as_ref();
         let principal = route.map(|r| r.principal());
         let session_id = ev.issued_session.clone().or_else(|| ev.session_id.clone());
@@ -128,29 +126,26 @@ impl RecordBuilder {
             .as_ref()
             .and_then(|s| self.clients.get(s))
             .cloned();
-        let method = msg
-            .and_then(|m| m.get("method"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let method = msg.and_then(Message::method).map(Cow::into_owned);
         let tool = (method.as_deref() == Some("tools/call"))
-            .then(|| msg.and_then(|m| m["params"]["name"].as_str()))
+            .then(|| msg.and_then(Message::name))
             .flatten()
-            .map(str::to_string);
-        let request_id = msg.and_then(|m| m.get("id")).cloned();
+            .map(Cow::into_owned);
+        let request_id = msg.and_then(Message::id);
         let policy = route.map(|r| &r.upstream().audit);
         let mode = policy.map_or(ArgumentsMode::Drop, |p| p.arguments);
-        let arguments = msg
-            .and_then(|m| m["params"].get("arguments"))
-            .cloned()
-            .and_then(|args| {
-                let keys = route.map_or_else(Vec::new, |r| {
-                    redact::fragments(
+        let arguments = match (mode, msg.and_then(Message::arguments)) {
+            (ArgumentsMode::Drop, _) | (_, None) => None,
+            (mode, Some(args)) => {
+                let keys = route.map_or(&[][..], |r| {
+                    self.fragments(
                         &r.settings().audit.redact_keys,
                         &r.upstream().audit.redact_keys,
                     )
                 });
-                redact::apply(mode, args, &keys)
-            });
+                redact::apply(mode, args, keys)
+            }
+        };
         let mut rec = AuditRecord {
             id: self.new_id(),
             ts_ms: ev.ts_ms,
@@ -201,7 +196,20 @@ impl RecordBuilder {
         rec
     }
 
-    fn outcome(&self, ev: &AuditEvent, msg: Option<&Value>, count: usize, rec: &mut AuditRecord) {
+    /// The redaction fragments for these keys, made once while they stay the same.
+    fn fragments(&mut self, gateway: &[String], server: &[String]) -> &[String] {
+        let same = self
+            .fragments
+            .as_ref()
+            .is_some_and(|(g, s, _)| g.as_slice() == gateway && s.as_slice() == server);
+        if !same {
+            let made = redact::fragments(gateway, server);
+            self.fragments = Some((gateway.to_vec(), server.to_vec(), made));
+        }
+        self.fragments.as_ref().map_or(&[], |(_, _, f)| f)
+    }
+
+    fn outcome(&self, ev: &AuditEvent, msg: Option<&Message>, count: usize, rec: &mut AuditRecord) {
         if ev.upstream_failed || ev.http_status >= 500 {
             rec.outcome = Outcome::UpstreamError;
             return;
@@ -212,7 +220,7 @@ impl RecordBuilder {
         let Some(msg) = msg else {
             return;
         };
-        let Some(id) = msg.get("id") else {
+        let Some(id) = msg.id() else {
             // A notification or a reply to the server: no response expected.
             rec.outcome = if (200..300).contains(&ev.http_status) {
                 Outcome::Success
@@ -224,7 +232,7 @@ impl RecordBuilder {
         let answers = answers(ev);
         let answer = answers
             .iter()
-            .find(|a| a.id.as_ref() == Some(id))
+            .find(|a| a.id.as_ref() == Some(&id))
             .or_else(|| (count == 1 && answers.len() == 1).then(|| &answers[0]));
         let Some(answer) = answer else {
             return;

@@ -24,23 +24,42 @@ pub fn apply(mode: ArgumentsMode, arguments: Value, keys: &[String]) -> Option<V
     }
 }
 
-fn redact(value: Value, keys: &[String]) -> Value {
+fn redact(mut value: Value, keys: &[String]) -> Value {
+    redact_in_place(&mut value, keys);
+    value
+}
+
+fn redact_in_place(value: &mut Value, keys: &[String]) {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let lower = k.to_lowercase();
-                    if keys.iter().any(|f| lower.contains(f.as_str())) {
-                        (k, Value::String(REDACTED.into()))
-                    } else {
-                        (k, redact(v, keys))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| redact(v, keys)).collect()),
-        other => other,
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if sensitive(k, keys) {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact_in_place(v, keys);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_in_place(v, keys)),
+        _ => {}
     }
+}
+
+/// Does `key` contain one of the lower-case `fragments`, ignoring case?
+fn sensitive(key: &str, fragments: &[String]) -> bool {
+    if !key.is_ascii() {
+        let lower = key.to_lowercase();
+        return fragments.iter().any(|f| lower.contains(f.as_str()));
+    }
+    // An ASCII key lower-cases to ASCII: no need to allocate its lower case.
+    let key = key.as_bytes();
+    fragments.iter().any(|f| {
+        let f = f.as_bytes();
+        !f.is_empty()
+            && key
+                .windows(f.len())
+                .any(|w| w.iter().zip(f).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    })
 }
 
 /// The redaction fragments for a server: the gateway's and the server's, lower-cased.
@@ -79,6 +98,17 @@ mod tests {
         );
         let text = out.to_string();
         assert!(!text.contains("hunter2") && !text.contains("\"t\""));
+    }
+
+    #[test]
+    fn keys_are_compared_in_any_case_and_script() {
+        let keys = fragments(&["Token".into(), "pass".into()], &[]);
+        assert!(sensitive("X-ACCESS-TOKEN", &keys));
+        assert!(sensitive("my_passphrase", &keys));
+        // The Kelvin sign lower-cases to `k`: "to\u{212A}en" is "token".
+        assert!(sensitive("to\u{212A}en", &keys));
+        assert!(!sensitive("query", &keys) && !sensitive("tok", &keys));
+        assert!(!sensitive("p\u{e4}ss", &keys));
     }
 
     #[test]
