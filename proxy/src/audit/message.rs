@@ -14,8 +14,38 @@ use serde_json::Value;
 /// One message of a request body, as the audit trail reads it.
 #[derive(Debug, Default)]
 pub(super) struct Message<'a> {
-    members: Members<'a>,
-    params: Members<'a>,
+    method: Option<Cow<'a, str>>,
+    id: Option<&'a RawValue>,
+    name: Option<Cow<'a, str>>,
+    arguments: Option<&'a RawValue>,
+    client_info: Option<&'a RawValue>,
+}
+
+/// The common shape, read in one pass: members of other types, or given
+/// twice, make it fail and [`Members`] read the message instead.
+#[derive(Deserialize)]
+struct Plain<'a> {
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<PlainParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PlainParams<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "clientInfo", deserialize_with = "present")]
+    client_info: Option<&'a RawValue>,
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 /// A JSON string, borrowed from the body unless it holds escapes.
@@ -28,10 +58,11 @@ impl Borrow<str> for Text<'_> {
     }
 }
 
+/// Any object's members; the last of a repeated one counts.
 type Members<'a> = HashMap<Text<'a>, &'a RawValue>;
 
 impl<'a> Message<'a> {
-    /// The messages of a body: one, or each object of a batch. Not JSON: none.
+    /// The messages of a body: one, or each element of a batch. Not JSON: none.
     pub(super) fn all_in(body: &'a [u8]) -> Vec<Message<'a>> {
         let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
         if !batch {
@@ -46,37 +77,55 @@ impl<'a> Message<'a> {
 
     /// A message; one that is not an object has no members.
     fn of(raw: &'a RawValue) -> Message<'a> {
+        if let Ok(plain) = serde_json::from_str::<Plain<'a>>(raw.get()) {
+            let params = plain.params;
+            let (name, arguments, client_info) =
+                params.map_or((None, None, None), |p| (p.name, p.arguments, p.client_info));
+            return Message {
+                method: plain.method,
+                id: plain.id,
+                name,
+                arguments,
+                client_info,
+            };
+        }
         let members: Members = serde_json::from_str(raw.get()).unwrap_or_default();
-        let params = members
+        let params: Members = members
             .get("params")
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
-        Message { members, params }
+        Message {
+            method: members.get("method").and_then(|m| text(m)),
+            id: members.get("id").copied(),
+            name: params.get("name").and_then(|n| text(n)),
+            arguments: params.get("arguments").copied(),
+            client_info: params.get("clientInfo").copied(),
+        }
     }
 
     /// `method`, when it is a string (escapes decoded).
-    pub(super) fn method(&self) -> Option<Cow<'a, str>> {
-        text(self.members.get("method")?)
+    pub(super) fn method(&self) -> Option<&str> {
+        self.method.as_deref()
     }
 
     /// `id`, when present (`null` included).
     pub(super) fn id(&self) -> Option<Value> {
-        value(self.members.get("id")?)
+        value(self.id?)
     }
 
     /// `params.name`, when it is a string (escapes decoded).
-    pub(super) fn name(&self) -> Option<Cow<'a, str>> {
-        text(self.params.get("name")?)
+    pub(super) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// `params.arguments`, when present.
     pub(super) fn arguments(&self) -> Option<Value> {
-        value(self.params.get("arguments")?)
+        value(self.arguments?)
     }
 
     /// `params.clientInfo`, when present.
     pub(super) fn client_info(&self) -> Option<Value> {
-        value(self.params.get("clientInfo")?)
+        value(self.client_info?)
     }
 }
 
@@ -101,8 +150,8 @@ mod tests {
         let all = Message::all_in(body);
         assert_eq!(all.len(), 1);
         let m = &all[0];
-        assert_eq!(m.method().as_deref(), Some("tools/call"));
-        assert_eq!(m.name().as_deref(), Some("search_issues"));
+        assert_eq!(m.method(), Some("tools/call"));
+        assert_eq!(m.name(), Some("search_issues"));
         assert_eq!(m.id(), Some(serde_json::json!(7)));
         assert_eq!(m.arguments(), Some(serde_json::json!({"q": "x"})));
     }
@@ -117,9 +166,12 @@ mod tests {
         assert_eq!(all[0].name(), None);
         assert_eq!(all[1].method(), None);
         // The last of a repeated member counts, and a null id is an id.
-        assert_eq!(all[2].method().as_deref(), Some("b"));
+        assert_eq!(all[2].method(), Some("b"));
         assert_eq!(all[2].id(), Some(Value::Null));
         assert_eq!(all[3].id(), None);
         assert!(Message::all_in(b"not json").is_empty());
+        let notification = Message::all_in(br#"{"id":null,"method":"x","params":null}"#);
+        assert_eq!(notification[0].id(), Some(Value::Null));
+        assert_eq!(notification[0].arguments(), None);
     }
 }

@@ -2,7 +2,6 @@
 //! audited JSON-RPC message. Runs on the audit writer task, off the request
 //! path: the body is parsed again here, not while the agent waits.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +74,7 @@ impl RecordBuilder {
         }
         messages
             .iter()
-            .filter(|m| refused || all_methods || m.method().as_deref() == Some("tools/call"))
+            .filter(|m| refused || all_methods || m.method() == Some("tools/call"))
             .map(|m| self.record(ev, Some(m), messages.len()))
             .collect()
     }
@@ -88,9 +87,7 @@ impl RecordBuilder {
         }
         let (Some(sid), Some(init)) = (
             &ev.issued_session,
-            messages
-                .iter()
-                .find(|m| m.method().as_deref() == Some("initialize")),
+            messages.iter().find(|m| m.method() == Some("initialize")),
         ) else {
             return;
         };
@@ -126,11 +123,11 @@ impl RecordBuilder {
             .as_ref()
             .and_then(|s| self.clients.get(s))
             .cloned();
-        let method = msg.and_then(Message::method).map(Cow::into_owned);
+        let method = msg.and_then(Message::method).map(str::to_string);
         let tool = (method.as_deref() == Some("tools/call"))
             .then(|| msg.and_then(Message::name))
             .flatten()
-            .map(Cow::into_owned);
+            .map(str::to_string);
         let request_id = msg.and_then(Message::id);
         let policy = route.map(|r| &r.upstream().audit);
         let mode = policy.map_or(ArgumentsMode::Drop, |p| p.arguments);
