@@ -4,6 +4,7 @@
 //! body. Anything unusual is left to Pingora, which serves every other request.
 
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::mem::MaybeUninit;
 
 /// Most header fields in a request head this module parses (more: Pingora's).
 const MAX_FIELDS: usize = 64;
@@ -49,9 +50,10 @@ pub fn classify(buf: &[u8]) -> Head {
     if !get && !b"POST ".starts_with(prefix) {
         return Head::Other;
     }
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    // Uninitialised slots: httparse fills only what the head holds.
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Head::Incomplete,
         Err(_) => return Head::Other,
@@ -152,9 +154,13 @@ pub struct UnhandledHead;
 pub fn response_head(
     buf: &[u8],
 ) -> Result<Option<(ResponseHeader, usize, Framing)>, UnhandledHead> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_RESPONSE_FIELDS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(UnhandledHead),
