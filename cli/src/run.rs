@@ -60,6 +60,11 @@ pub struct AuditArgs {
     /// `audit.when_spool_full` (reject or drop) applies.
     #[arg(long, default_value_t = toolgate_proxy::audit::DEFAULT_MAX_SPOOL_BYTES)]
     pub audit_spool_max_bytes: u64,
+    /// Longest a record waits in memory before its batch is written to the
+    /// spool and fsynced (milliseconds): a crash loses at most this much.
+    /// Longer means fewer disk syncs.
+    #[arg(long, default_value_t = toolgate_proxy::audit::DEFAULT_FLUSH_INTERVAL.as_millis() as u64)]
+    pub audit_flush_ms: u64,
     /// In file mode, the JSON Lines file records are delivered to (with
     /// `--control-plane` they go to the control plane).
     #[arg(long, default_value = "toolgate-audit.jsonl")]
@@ -111,6 +116,7 @@ pub async fn proxy(
         max_spool_bytes: audit.audit_spool_max_bytes,
         sink,
         gateway: instance_name(),
+        flush_interval: Duration::from_millis(audit.audit_flush_ms.max(1)),
     });
     serve_gateway(listen, store, audit, metrics_listen_arg).await
 }
@@ -363,6 +369,7 @@ pub async fn up(
             token: proxy.clone(),
         },
         gateway: instance_name(),
+        flush_interval: toolgate_proxy::audit::DEFAULT_FLUSH_INTERVAL,
     };
     let store = follow(ControlPlane {
         url,

@@ -40,8 +40,8 @@ pub use tap::ResponseTap;
 const QUEUE_CAPACITY: usize = 65_536;
 /// Largest batch written as one segment.
 const MAX_BATCH: usize = 2_048;
-/// Longest an event waits in memory before it is written to disk.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// The default for [`AuditOptions::flush_interval`].
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What the gateway saw of one request.
 #[derive(Debug)]
@@ -85,6 +85,10 @@ pub struct AuditOptions {
     pub sink: Sink,
     /// This gateway instance's name, in every record.
     pub gateway: String,
+    /// Longest a record waits in memory before its batch is written and
+    /// fsynced as one segment: a crash loses at most this much. Longer means
+    /// fewer, larger segments (fewer disk syncs) and more events held in memory.
+    pub flush_interval: Duration,
 }
 
 /// The default spool cap: 1 GiB.
@@ -135,6 +139,7 @@ impl Auditor {
         let writer = tokio::spawn(write_loop(
             rx,
             options.gateway,
+            options.flush_interval,
             spool.clone(),
             wake.clone(),
             stop.clone(),
@@ -219,6 +224,7 @@ const YIELD_EVERY: usize = 16;
 async fn write_loop(
     mut rx: mpsc::Receiver<AuditEvent>,
     gateway: String,
+    flush_interval: Duration,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
     stop: CancellationToken,
@@ -230,13 +236,13 @@ async fn write_loop(
             ev = rx.recv() => ev,
             _ = stop.cancelled() => None,
         };
-        // A batch gathers for FLUSH_INTERVAL and is then taken whole: the
+        // A batch gathers for `flush_interval` and is then taken whole: the
         // task is not woken once per event (the worker threads that serve
         // requests run it too).
         let stopping = match &first {
             None => true,
             Some(_) => tokio::select! {
-                _ = tokio::time::sleep(FLUSH_INTERVAL) => false,
+                _ = tokio::time::sleep(flush_interval) => false,
                 _ = stop.cancelled() => true,
             },
         };

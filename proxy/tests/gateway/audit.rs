@@ -20,6 +20,7 @@ fn audited(spool: &Path, sink: Sink, max_spool_bytes: u64) -> (Auditor, AuditTas
         max_spool_bytes,
         sink,
         gateway: "gw-test".into(),
+        flush_interval: toolgate_proxy::audit::DEFAULT_FLUSH_INTERVAL,
     })
     .unwrap()
 }
