@@ -104,13 +104,17 @@ impl ParseError {
 const ENVELOPE_KEYS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
 const PARAM_KEYS: &[&str] = &["name", "arguments", "uri", "_meta"];
 
+/// The first byte of a JSON text after its leading whitespace: `[` for a
+/// batch, `{` for one message.
+pub(crate) fn first_byte(json: &[u8]) -> Option<u8> {
+    json.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .copied()
+}
+
 /// Parses a request body (already decompressed).
 pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
-    let first = body
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .copied();
-    match first {
+    match first_byte(body) {
         Some(b'[') => {
             let items: Vec<&RawValue> =
                 serde_json::from_slice(body).map_err(|e| classify(&e, "a batch"))?;

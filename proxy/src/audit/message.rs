@@ -43,9 +43,14 @@ struct PlainParams<'a> {
     client_info: Option<&'a RawValue>,
 }
 
-/// A member that is there, whatever its value (`null` included).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as Deserialize>::deserialize(d).map(Some)
+/// A member that is there, whatever its value (`null` included): for
+/// `deserialize_with`, where a plain `Option` would read `null` as absent.
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A JSON string, borrowed from the body unless it holds escapes.
@@ -64,31 +69,29 @@ type Members<'a> = HashMap<Text<'a>, &'a RawValue>;
 impl<'a> Message<'a> {
     /// The messages of a body: one, or each element of a batch. Not JSON: none.
     pub(super) fn all_in(body: &'a [u8]) -> Vec<Message<'a>> {
-        let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-        if !batch {
-            return serde_json::from_slice::<&RawValue>(body)
-                .map(|raw| vec![Message::of(raw)])
+        if crate::jsonrpc::first_byte(body) == Some(b'[') {
+            return serde_json::from_slice::<Vec<&RawValue>>(body)
+                .map(|items| items.into_iter().map(Message::of).collect())
                 .unwrap_or_default();
         }
-        serde_json::from_slice::<Vec<&RawValue>>(body)
-            .map(|items| items.into_iter().map(Message::of).collect())
+        // The common shape is read straight from the body, in one pass.
+        if let Ok(plain) = serde_json::from_slice::<Plain<'a>>(body) {
+            return vec![plain.into()];
+        }
+        serde_json::from_slice::<&RawValue>(body)
+            .map(|raw| vec![Message::from_members(raw)])
             .unwrap_or_default()
     }
 
-    /// A message; one that is not an object has no members.
+    /// A message of a batch.
     fn of(raw: &'a RawValue) -> Message<'a> {
-        if let Ok(plain) = serde_json::from_str::<Plain<'a>>(raw.get()) {
-            let params = plain.params;
-            let (name, arguments, client_info) =
-                params.map_or((None, None, None), |p| (p.name, p.arguments, p.client_info));
-            return Message {
-                method: plain.method,
-                id: plain.id,
-                name,
-                arguments,
-                client_info,
-            };
-        }
+        serde_json::from_str::<Plain<'a>>(raw.get())
+            .map(Message::from)
+            .unwrap_or_else(|_| Message::from_members(raw))
+    }
+
+    /// Any shape; one that is not an object has no members.
+    fn from_members(raw: &'a RawValue) -> Message<'a> {
         let members: Members = serde_json::from_str(raw.get()).unwrap_or_default();
         let params: Members = members
             .get("params")
@@ -126,6 +129,21 @@ impl<'a> Message<'a> {
     /// `params.clientInfo`, when present.
     pub(super) fn client_info(&self) -> Option<Value> {
         value(self.client_info?)
+    }
+}
+
+impl<'a> From<Plain<'a>> for Message<'a> {
+    fn from(plain: Plain<'a>) -> Self {
+        let (name, arguments, client_info) = plain
+            .params
+            .map_or((None, None, None), |p| (p.name, p.arguments, p.client_info));
+        Message {
+            method: plain.method,
+            id: plain.id,
+            name,
+            arguments,
+            client_info,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::message::Message;
+use super::message::{present, Message};
 use super::redact;
 use super::AuditEvent;
 use crate::error::Refusal;
@@ -274,7 +274,7 @@ struct Answer {
     id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     result: Option<Box<RawValue>>,
-    #[serde(default, deserialize_with = "present_value")]
+    #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
 
@@ -282,15 +282,6 @@ impl Answer {
     fn answers(&self) -> bool {
         self.result.is_some() || self.error.is_some()
     }
-}
-
-/// A member that is there, whatever its value (`null` included).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    <Box<RawValue> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
-fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    <Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// The part of a tool result the outcome depends on.
@@ -330,7 +321,7 @@ fn answers(ev: &AuditEvent) -> Vec<Answer> {
 
 /// The answers in one JSON text (a message or a batch).
 fn answers_in(json: &[u8]) -> Vec<Answer> {
-    let batch = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
     let found: Vec<Answer> = if batch {
         // Elements that are not answers (or not objects) are skipped.
         let items: Vec<Box<RawValue>> = serde_json::from_slice(json).unwrap_or_default();
