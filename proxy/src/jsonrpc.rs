@@ -1,15 +1,15 @@
 //! Parse a JSON-RPC request body once, exactly as a server will read it.
 //!
 //! The gateway must never check one tool name while the server runs another.
-//! So the parser keeps every key of the envelope (duplicates included), decodes
-//! escapes, and refuses anything a server could read differently:
+//! So the parser reads every member name of the envelope and of `params` in
+//! one pass (escapes decoded, duplicates noticed), and refuses anything a
+//! server could read differently:
 //! - a significant key (`jsonrpc`, `id`, `method`, `params`, and `name` /
 //!   `arguments` / `uri` inside `params`) given twice;
 //! - a key that only case-folds to a significant key (`Method`, `NAME`,
 //!   `paramſ`): some decoders (Go's `encoding/json`) match keys that way;
 //! - invalid UTF-8, lone surrogates, trailing data (serde_json refuses them).
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -130,8 +130,8 @@ pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
         Some(b'{') => {
             // One pass: the members are read from the whole text, so any
             // syntax error (trailing data included) is -32700.
-            let entries: Entries = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
-            message_of(&entries).map(Body::Single)
+            let envelope: Envelope = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
+            message_of(&envelope).map(Body::Single)
         }
         Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
             Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
@@ -150,29 +150,208 @@ fn classify(e: &serde_json::Error, what: &str) -> ParseError {
     }
 }
 
-/// One JSON object's members in document order, duplicates kept.
-struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Where each envelope member is kept in [`Envelope::members`].
+const JSONRPC: usize = 0;
+const ID: usize = 1;
+const METHOD: usize = 2;
+const PARAMS: usize = 3;
+const RESULT: usize = 4;
+const ERROR: usize = 5;
+/// Where `name` and `uri` are kept in [`Params::members`].
+const NAME: usize = 0;
+const URI: usize = 2;
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Entries<'a> {
+/// A message's significant members, read in one pass over the object:
+/// every other member is checked for syntax and skipped.
+struct Envelope<'a> {
+    /// The members named by [`ENVELOPE_KEYS`] (`params` is in `params`).
+    members: [Option<&'a RawValue>; 6],
+    /// `params`, read as it went by.
+    params: Option<Params<'a>>,
+    /// The first member named exactly `id`: errors carry it.
+    first_id: Option<&'a RawValue>,
+    /// The first duplicate or look-alike of a member in [`ENVELOPE_KEYS`].
+    problem: Option<String>,
+}
+
+/// `params`: its significant members if it is an object.
+enum Params<'a> {
+    Object {
+        /// The members named by [`PARAM_KEYS`].
+        members: [Option<&'a RawValue>; 4],
+        /// The first duplicate or look-alike of one of them.
+        problem: Option<String>,
+    },
+    /// An array, a string, a number, ...
+    NotObject,
+}
+
+/// What a member's name is to the gateway.
+enum Key {
+    /// Exactly the significant key at this index.
+    Significant(usize),
+    /// Not significant, and not like any significant key.
+    Other,
+    /// Only case-folds to a significant key: refused.
+    LookAlike(String),
+}
+
+/// Reads a member name (escapes decoded, borrowed where it has none) and
+/// says which of `keys` it is.
+struct KeyOf(&'static [&'static str]);
+
+impl<'de> de::DeserializeSeed<'de> for KeyOf {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyOf {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        for (i, want) in self.0.iter().enumerate() {
+            if fold_eq(key, want) {
+                return Ok(if key == *want {
+                    Key::Significant(i)
+                } else {
+                    Key::LookAlike(format!("ambiguous member {key:?}: use exactly {want:?}"))
+                });
+            }
+        }
+        Ok(Key::Other)
+    }
+}
+
+/// Keeps `value` in `slot`; a second one is the object's problem (the
+/// first problem found in document order is the one reported).
+fn keep<'a>(
+    slot: &mut Option<&'a RawValue>,
+    value: &'a RawValue,
+    key: &str,
+    problem: &mut Option<String>,
+) {
+    if slot.replace(value).is_some() && problem.is_none() {
+        *problem = Some(format!("duplicate member {key:?}"));
+    }
+}
+
+fn note(problem: &mut Option<String>, what: String) {
+    problem.get_or_insert(what);
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
+            type Value = Envelope<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    out.push((key, map.next_value::<&'de RawValue>()?));
+                let mut out = Envelope {
+                    members: [None; 6],
+                    params: None,
+                    first_id: None,
+                    problem: None,
+                };
+                let mut params_seen = false;
+                while let Some(key) = map.next_key_seed(KeyOf(ENVELOPE_KEYS))? {
+                    match key {
+                        Key::Significant(PARAMS) => {
+                            let params = map.next_value_seed(ParamsSeed)?;
+                            if std::mem::replace(&mut params_seen, true) {
+                                note(&mut out.problem, "duplicate member \"params\"".into());
+                            }
+                            out.params = Some(params);
+                        }
+                        Key::Significant(i) => {
+                            let value: &RawValue = map.next_value()?;
+                            if i == ID {
+                                out.first_id.get_or_insert(value);
+                            }
+                            keep(
+                                &mut out.members[i],
+                                value,
+                                ENVELOPE_KEYS[i],
+                                &mut out.problem,
+                            );
+                        }
+                        Key::LookAlike(why) => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            note(&mut out.problem, why);
+                        }
+                        Key::Other => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
                 }
-                Ok(Entries(out))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-                Err(de::Error::custom("expected a JSON object"))
+                Ok(out)
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Reads `params` whatever it is; an object's significant members are kept.
+struct ParamsSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ParamsSeed {
+    type Value = Params<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed {
+    type Value = Params<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = [None; 4];
+        let mut problem = None;
+        while let Some(key) = map.next_key_seed(KeyOf(PARAM_KEYS))? {
+            match key {
+                Key::Significant(i) => {
+                    let value: &RawValue = map.next_value()?;
+                    keep(&mut members[i], value, PARAM_KEYS[i], &mut problem);
+                }
+                Key::LookAlike(why) => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    note(&mut problem, why);
+                }
+                Key::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Params::Object { members, problem })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Params::NotObject)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Params::NotObject)
     }
 }
 
@@ -199,64 +378,36 @@ fn fold_eq(key: &str, target: &str) -> bool {
     }
 }
 
-/// Finds each significant key exactly once; refuses duplicates and look-alikes.
-fn significant<'a>(
-    entries: &'a Entries<'a>,
-    keys: &[&'static str],
-    id: &Option<Value>,
-) -> Result<Vec<Option<&'a RawValue>>, ParseError> {
-    let mut found: Vec<Option<&RawValue>> = vec![None; keys.len()];
-    for (key, value) in &entries.0 {
-        for (i, want) in keys.iter().enumerate() {
-            if fold_eq(key, want) {
-                if key != want {
-                    return Err(ParseError::invalid(
-                        id.clone(),
-                        format!("ambiguous member {key:?}: use exactly {want:?}"),
-                    ));
-                }
-                if found[i].replace(value).is_some() {
-                    return Err(ParseError::invalid(
-                        id.clone(),
-                        format!("duplicate member {want:?}"),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(found)
-}
-
 fn parse_message(text: &str) -> Result<Message, ParseError> {
-    let entries: Entries = serde_json::from_str(text)
+    let envelope: Envelope = serde_json::from_str(text)
         .map_err(|_| ParseError::invalid(None, "each message must be a JSON object"))?;
-    message_of(&entries)
+    message_of(&envelope)
 }
 
 /// The message an object's members make.
-fn message_of(entries: &Entries) -> Result<Message, ParseError> {
-    // Read the id first (leniently) so that later errors can carry it.
-    let id = entries
-        .0
-        .iter()
-        .find(|(k, _)| k == "id")
-        .and_then(|(_, v)| serde_json::from_str::<Value>(v.get()).ok())
-        .filter(|v| v.is_string() || v.is_number());
-    let [jsonrpc, id_raw, method, params, result, error] =
-        <[_; 6]>::try_from(significant(entries, ENVELOPE_KEYS, &id)?).expect("six keys");
-
-    if jsonrpc.map(|v| v.get()) != Some("\"2.0\"") {
+fn message_of(envelope: &Envelope) -> Result<Message, ParseError> {
+    // The id first (leniently), so that later errors can carry it.
+    let first_id = envelope
+        .first_id
+        .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+    let id_valid = first_id
+        .as_ref()
+        .is_none_or(|v| v.is_string() || v.is_number() || v.is_null());
+    let id = first_id.filter(|v| v.is_string() || v.is_number());
+    if let Some(problem) = &envelope.problem {
+        return Err(ParseError::invalid(id, problem.clone()));
+    }
+    let member = |at: usize| envelope.members[at];
+    if member(JSONRPC).map(|v| v.get()) != Some("\"2.0\"") {
         return Err(ParseError::invalid(id, "\"jsonrpc\" must be \"2.0\""));
     }
-    if let Some(raw) = id_raw {
-        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-        if !(v.is_string() || v.is_number() || v.is_null()) {
-            return Err(ParseError::invalid(
-                None,
-                "\"id\" must be a string or a number",
-            ));
-        }
+    if !id_valid {
+        return Err(ParseError::invalid(
+            None,
+            "\"id\" must be a string or a number",
+        ));
     }
+    let (method, result, error) = (member(METHOD), member(RESULT), member(ERROR));
     let Some(method) = method else {
         if result.is_some() || error.is_some() {
             return Ok(Message {
@@ -274,20 +425,20 @@ fn message_of(entries: &Entries) -> Result<Message, ParseError> {
             "a message cannot be both a request and a response",
         ));
     }
-    let target = match (method.as_str(), params) {
+    let target = match (method.as_str(), &envelope.params) {
         ("tools/call" | "prompts/get" | "resources/read", None) => {
             return Err(ParseError::invalid(
                 id,
                 format!("{method} needs \"params\""),
             ));
         }
-        ("tools/call" | "prompts/get" | "resources/read", Some(p)) => {
-            let key = if method == "resources/read" {
-                "uri"
+        ("tools/call" | "prompts/get" | "resources/read", Some(params)) => {
+            let slot = if method == "resources/read" {
+                URI
             } else {
-                "name"
+                NAME
             };
-            Some(param_target(p, key, &id)?)
+            Some(param_target(params, slot, &id)?)
         }
         _ => None,
     };
@@ -297,15 +448,18 @@ fn message_of(entries: &Entries) -> Result<Message, ParseError> {
     })
 }
 
-fn param_target(params: &RawValue, key: &str, id: &Option<Value>) -> Result<String, ParseError> {
-    let entries: Entries = serde_json::from_str(params.get())
-        .map_err(|_| ParseError::invalid(id.clone(), "\"params\" must be an object"))?;
-    let found = significant(&entries, PARAM_KEYS, id)?;
-    let slot = PARAM_KEYS
-        .iter()
-        .position(|k| *k == key)
-        .expect("known key");
-    let raw = found[slot]
+fn param_target(params: &Params, slot: usize, id: &Option<Value>) -> Result<String, ParseError> {
+    let Params::Object { members, problem } = params else {
+        return Err(ParseError::invalid(
+            id.clone(),
+            "\"params\" must be an object",
+        ));
+    };
+    if let Some(problem) = problem {
+        return Err(ParseError::invalid(id.clone(), problem.clone()));
+    }
+    let key = PARAM_KEYS[slot];
+    let raw = members[slot]
         .ok_or_else(|| ParseError::invalid(id.clone(), format!("missing \"params.{key}\"")))?;
     serde_json::from_str::<String>(raw.get())
         .map_err(|_| ParseError::invalid(id.clone(), format!("\"params.{key}\" must be a string")))
@@ -410,6 +564,31 @@ mod tests {
                 method: "resources/read".into(),
                 target: Some("file:///a".into())
             }
+        );
+    }
+
+    #[test]
+    fn params_are_checked_only_where_a_target_is_read() {
+        let (id, reason) =
+            invalid(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":["a"]}"#);
+        assert_eq!(
+            (id, reason.as_str()),
+            (Some(json!(4)), "\"params\" must be an object")
+        );
+        // A look-alike inside params is refused even when it follows the name.
+        let (_, reason) = invalid(
+            r#"{"jsonrpc":"2.0","id":4,"params":{"name":"a","Name":"b"},"method":"tools/call"}"#,
+        );
+        assert!(reason.contains("ambiguous"), "{reason}");
+        // Other methods do not read params: their shape is the server's business.
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"name":1,"name":2}}"#,
+        );
+        assert_eq!(m.method(), Some("tools/list"));
+        // An id that is not a string, number or null is refused without it.
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":[4],"method":"ping"}"#).0,
+            None
         );
     }
 }
