@@ -95,17 +95,15 @@ pub fn classify(buf: &[u8]) -> Head {
     let method = if post { "POST" } else { "GET" };
     // Header case is not kept: names are case-insensitive, and the
     // upstream request is written from this header.
-    let Ok(mut req) =
-        RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
+    let Ok(req) = RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
     else {
         return Head::Other;
     };
-    for f in parsed.headers.iter() {
-        if req.append_header(f.name.to_string(), f.value).is_err() {
-            return Head::Other;
-        }
+    let mut parts = http::request::Parts::from(req);
+    if fill(&mut parts.headers, parsed.headers).is_err() {
+        return Head::Other;
     }
-    let req = Box::new(req);
+    let req = Box::new(RequestHeader::from(parts));
     match body_len {
         Some(body_len) if post => Head::Post {
             req,
@@ -169,10 +167,11 @@ pub fn response_head(
     if status == 101 || status < 100 {
         return Err(UnhandledHead);
     }
-    let mut resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len()))
+    let resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len()))
         .map_err(|_| UnhandledHead)?;
+    let mut parts = http::response::Parts::from(resp);
     if parsed.version == Some(0) {
-        resp.set_version(http::Version::HTTP_10);
+        parts.version = http::Version::HTTP_10;
     }
     let mut framing = Framing::Close;
     for f in parsed.headers.iter() {
@@ -188,11 +187,26 @@ pub fn response_head(
                 _ => return Err(UnhandledHead),
             }
         }
-        resp.append_header(f.name.to_string(), f.value)
-            .map_err(|_| UnhandledHead)?;
     }
-    Ok(Some((resp, len, framing)))
+    fill(&mut parts.headers, parsed.headers).map_err(|_| UnhandledHead)?;
+    Ok(Some((ResponseHeader::from(parts), len, framing)))
 }
+
+/// Adds parsed header fields to `map`, in order (without the detour
+/// through an owned name that Pingora's `append_header` takes). Names are kept lower-case
+/// (they are case-insensitive); each name and value is checked as `http`
+/// checks them.
+fn fill(map: &mut http::HeaderMap, fields: &[httparse::Header]) -> Result<(), InvalidField> {
+    for f in fields {
+        let name = http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| InvalidField)?;
+        let value = http::HeaderValue::from_bytes(f.value).map_err(|_| InvalidField)?;
+        map.try_append(name, value).map_err(|_| InvalidField)?;
+    }
+    Ok(())
+}
+
+/// A header field `http` does not accept.
+struct InvalidField;
 
 /// A request head as sent on the wire.
 pub fn request_bytes(req: &RequestHeader) -> Vec<u8> {
