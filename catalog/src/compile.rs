@@ -52,7 +52,7 @@ pub fn compile(
         .collect();
     let mut upstreams = Vec::with_capacity(approved.len());
     for (id, l) in approved.iter().enumerate() {
-        match build_upstream(id as ServerId, l, secrets) {
+        match build_upstream(id as ServerId, l, &catalog.gateway.audit, secrets) {
             Ok(u) => upstreams.push(u),
             Err(e) => errors.push(e),
         }
@@ -293,6 +293,7 @@ fn build_grant(policies: &[&Policy], server: &Server) -> Grant {
 fn build_upstream(
     id: ServerId,
     l: &Located<Server>,
+    audit: &crate::model::AuditSettings,
     secrets: &dyn SecretResolver,
 ) -> Result<Upstream, ConfigError> {
     let s = &l.item;
@@ -394,11 +395,23 @@ fn build_upstream(
             .map(|names| names.iter().map(|n| Box::<str>::from(n.as_str())).collect()),
         tools: s.tools.iter().map(|t| t.name.as_str().into()).collect(),
         audit: s.audit.clone(),
+        redact_fragments: redact_fragments(&audit.redact_keys, &s.audit.redact_keys),
         credential_unavailable,
         // No user token until the shipped ones are attached: default deny.
         delegated: matches!(s.auth, UpstreamAuth::OauthAuthorizationCode { .. })
             .then(|| Arc::new(crate::delegated::DelegatedAuth::build(None, "", &|_| true))),
     })
+}
+
+/// The redaction fragments for a server: the gateway's keys and the
+/// server's, lower-cased (a key matches when it contains one).
+fn redact_fragments(gateway: &[String], server: &[String]) -> Vec<String> {
+    gateway
+        .iter()
+        .chain(server)
+        .map(|k| k.to_lowercase())
+        .filter(|k| !k.is_empty())
+        .collect()
 }
 
 /// The endpoint a stdio server's upstream carries: the proxy's bridge

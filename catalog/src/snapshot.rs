@@ -148,6 +148,9 @@ pub struct Upstream {
     pub tools: std::collections::HashSet<Box<str>>,
     /// The server's audit policy.
     pub audit: crate::model::ServerAudit,
+    /// The argument key fragments its audit records redact: the gateway's
+    /// and the server's `redact_keys`, lower-cased, made once here.
+    pub redact_fragments: Vec<String>,
     /// Why the credential cannot be injected right now (an OAuth token the
     /// control plane could not obtain): calls get 503 instead.
     pub credential_unavailable: Option<Arc<str>>,

@@ -234,6 +234,18 @@ fn credentials_are_ready_sensitive_header_values() {
 }
 
 #[test]
+fn audit_redaction_fragments_are_the_gateways_and_the_servers_keys_lower_cased() {
+    let gateway = "gateway: {audit: {redact_keys: [Password, '']}}\n";
+    let servers = SERVERS.replace(
+        "    tools: [{name: search_issues}",
+        "    audit: {redact_keys: [SSN]}\n    tools: [{name: search_issues}",
+    );
+    let s = compile_ok(&[("g", gateway), ("t", TEAMS), ("s", &servers)]);
+    let gh = s.upstream("gh").unwrap();
+    assert_eq!(gh.redact_fragments, ["password", "ssn"]);
+}
+
+#[test]
 fn unreadable_secret_is_an_error_naming_the_field() {
     let c = load(&files(&[("t", TEAMS), ("servers.yaml", SERVERS)])).unwrap();
     let err = compile(&c, 1, &|_: &str| Err("not set".to_string())).unwrap_err();

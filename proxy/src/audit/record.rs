@@ -25,8 +25,6 @@ pub struct RecordBuilder {
     next_id: AtomicU64,
     clients: HashMap<String, ClientInfo>,
     client_order: VecDeque<String>,
-    /// The last redaction fragments made: (gateway keys, server keys) -> fragments.
-    fragments: Option<(Vec<String>, Vec<String>, Vec<String>)>,
 }
 
 impl RecordBuilder {
@@ -39,7 +37,6 @@ impl RecordBuilder {
             next_id: AtomicU64::new(0),
             clients: HashMap::new(),
             client_order: VecDeque::new(),
-            fragments: None,
         }
     }
 
@@ -134,12 +131,7 @@ impl RecordBuilder {
         let arguments = match (mode, msg.and_then(Message::arguments)) {
             (ArgumentsMode::Drop, _) | (_, None) => None,
             (mode, Some(args)) => {
-                let keys = route.map_or(&[][..], |r| {
-                    self.fragments(
-                        &r.settings().audit.redact_keys,
-                        &r.upstream().audit.redact_keys,
-                    )
-                });
+                let keys = route.map_or(&[][..], |r| &r.upstream().redact_fragments);
                 redact::apply(mode, args, keys)
             }
         };
@@ -191,19 +183,6 @@ impl RecordBuilder {
             None => self.outcome(ev, msg, count, &mut rec),
         }
         rec
-    }
-
-    /// The redaction fragments for these keys, made once while they stay the same.
-    fn fragments(&mut self, gateway: &[String], server: &[String]) -> &[String] {
-        let same = self
-            .fragments
-            .as_ref()
-            .is_some_and(|(g, s, _)| g.as_slice() == gateway && s.as_slice() == server);
-        if !same {
-            let made = redact::fragments(gateway, server);
-            self.fragments = Some((gateway.to_vec(), server.to_vec(), made));
-        }
-        self.fragments.as_ref().map_or(&[], |(_, _, f)| f)
     }
 
     fn outcome(&self, ev: &AuditEvent, msg: Option<&Message>, count: usize, rec: &mut AuditRecord) {

@@ -62,16 +62,6 @@ fn sensitive(key: &str, fragments: &[String]) -> bool {
     })
 }
 
-/// The redaction fragments for a server: the gateway's and the server's, lower-cased.
-pub fn fragments(gateway: &[String], server: &[String]) -> Vec<String> {
-    gateway
-        .iter()
-        .chain(server)
-        .map(|k| k.to_lowercase())
-        .filter(|k| !k.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,7 +69,8 @@ mod tests {
 
     #[test]
     fn redacts_sensitive_keys_at_any_depth() {
-        let keys = fragments(&catalog::model::default_redact_keys(), &["ssn".into()]);
+        let mut keys = catalog::model::default_redact_keys();
+        keys.push("ssn".into());
         let args = json!({
             "query": "open bugs",
             "Password": "hunter2",
@@ -102,7 +93,7 @@ mod tests {
 
     #[test]
     fn keys_are_compared_in_any_case_and_script() {
-        let keys = fragments(&["Token".into(), "pass".into()], &[]);
+        let keys = ["token".to_string(), "pass".to_string()];
         assert!(sensitive("X-ACCESS-TOKEN", &keys));
         assert!(sensitive("my_passphrase", &keys));
         // The Kelvin sign lower-cases to `k`: "to\u{212A}en" is "token".
