@@ -310,6 +310,10 @@ fn build_upstream(
     .map_err(|m| at("endpoint", m))?;
     let host_header =
         HeaderValue::from_str(&endpoint.authority).map_err(|e| at("endpoint", e.to_string()))?;
+    let target = endpoint
+        .path_and_query
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| at("endpoint", e.to_string()))?;
     let addr = endpoint
         .host
         .parse::<IpAddr>()
@@ -387,6 +391,7 @@ fn build_upstream(
         stdio,
         addr,
         host_header,
+        target,
         credential,
         tls_ca_pem,
         offered: s

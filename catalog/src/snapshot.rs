@@ -137,6 +137,9 @@ pub struct Upstream {
     pub addr: Option<SocketAddr>,
     /// `Host` header value: the upstream's own authority.
     pub host_header: HeaderValue,
+    /// The request target sent upstream: the endpoint's path and query,
+    /// parsed once here.
+    pub target: http::Uri,
     /// The credential header to inject, marked sensitive.
     pub credential: Option<(HeaderName, HeaderValue)>,
     /// PEM bundle of the CAs trusted for this upstream (else system roots).

@@ -47,8 +47,7 @@ impl Gateway {
         let up = route.upstream();
         // The operator's endpoint, exactly: an agent's query string could
         // override parameters (keys, tenants) the endpoint URL sets.
-        let uri = up.endpoint.path_and_query.parse();
-        req.set_uri(uri.map_err(|_| Error::new(ErrorType::InternalError))?);
+        req.set_uri(up.target.clone());
         strip_request(req);
         req.insert_header(http::header::HOST, up.host_header.clone())?;
         if let Some((name, value)) = &up.credential {
