@@ -316,6 +316,29 @@ async fn a_stranger_is_refused_before_sending_its_body() {
 }
 
 #[tokio::test]
+async fn a_stranger_whose_body_came_with_its_head_gets_the_same_refusal() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    // Head and body in one write: admitted (or not) by one run of the checks.
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues"}}"#;
+    let request = format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer tg_not_a_known_token\r\nContent-Length: {}\r\n\r\n{body}",
+        gw.addr,
+        body.len()
+    );
+    agent.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = read_response(&mut agent, &mut buf).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn an_upstream_cannot_unframe_its_answer_with_a_connection_header() {
     let up = raw_upstream(Script::AnswerNamingLength).await;
     let gw = Gateway::start(up.addr).await;
