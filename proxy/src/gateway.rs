@@ -410,14 +410,14 @@ impl ProxyHttp for Gateway {
 /// What a request's log line and audit event need of it once its header
 /// went upstream: method, path, and the agent's session.
 fn summary(req: &RequestHeader) -> RequestHeader {
-    let path = req.uri.path().as_bytes();
-    let Ok(mut slim) = RequestHeader::build_no_case(req.method.clone(), path, Some(1)) else {
-        return req.clone();
-    };
+    // Built from parts: the target is the request's own, already parsed.
+    let (mut slim, ()) = http::Request::new(()).into_parts();
+    slim.method = req.method.clone();
+    slim.uri = req.uri.clone();
     if let Some(sid) = req.headers.get("mcp-session-id") {
-        let _ = slim.insert_header("mcp-session-id", sid.clone());
+        slim.headers.insert("mcp-session-id", sid.clone());
     }
-    slim
+    RequestHeader::from(slim)
 }
 
 /// The status the agent gets when a request fails after admission (0: the
