@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use catalog::model::Transport;
 use pingora_core::protocols::Stream;
-use pingora_error::{Error, ErrorType};
+use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -365,20 +365,17 @@ impl Gateway {
                     keep_alive: !agent.close,
                 }
             }
-            Err(cut) if cut.head_written => Ended {
-                status,
-                error: Some(cut.reason),
-                keep_alive: false,
-            },
-            Err(cut) => {
-                let etype = if cut.reason.starts_with("access ended") {
-                    ErrorType::HTTPStatus(403)
-                } else {
-                    ErrorType::ReadError
-                };
-                let e = Error::explain(etype, cut.reason).into_up();
-                self.answer_failure(agent.conn, &e, ctx).await
+            Err(cut) if cut.head_written => {
+                // Too late for an error answer: counted, and the connection closes.
+                ctx.tally.failed(&cut.error);
+                ctx.audit.upstream_failed |= cut.error.esource() == &ErrorSource::Upstream;
+                Ended {
+                    status,
+                    error: Some(cut.error.to_string()),
+                    keep_alive: false,
+                }
             }
+            Err(cut) => self.answer_failure(agent.conn, &cut.error, ctx).await,
         }
     }
 

@@ -108,7 +108,7 @@ impl Gateway {
                 .relay(agent, AgentSide::Stream, &mut upstream, relay, &mut ctx)
                 .await
                 .err()
-                .map(|e| e.reason),
+                .map(|cut| cut.error.to_string()),
         };
         self.finish(&req, status, error, &mut ctx);
         true

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora_core::protocols::Stream;
+use pingora_error::{Error, ErrorType};
 use pingora_http::ResponseHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -134,10 +135,27 @@ pub(super) async fn agent_gone(agent: &mut Stream, mut pipelined: Option<&mut Ve
 
 /// Why a relayed response was cut.
 pub(super) struct RelayError {
-    /// For the log line and the audit event.
-    pub reason: String,
+    /// What ended it, with the side to blame: the upstream's failures are
+    /// upstream errors (counted), the agent's are downstream errors, and a
+    /// caller whose access ended is a 403.
+    pub error: Box<Error>,
     /// The agent already has the response head.
     pub head_written: bool,
+}
+
+/// The upstream failed mid-response (a read error, a malformed or short body).
+fn upstream_failed(why: String) -> Box<Error> {
+    Error::explain(ErrorType::ReadError, why).into_up()
+}
+
+/// The agent went away, or could not be written to.
+fn agent_failed(etype: ErrorType, why: String) -> Box<Error> {
+    Error::explain(etype, why).into_down()
+}
+
+/// The caller's access ended while the response was relayed.
+fn access_ended(why: String) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(403), why)
 }
 
 impl Gateway {
@@ -153,8 +171,8 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<bool, RelayError> {
         let mut head = Some(relay.head);
-        let cut = |head: &Option<Vec<u8>>, reason: String| RelayError {
-            reason,
+        let cut = |head: &Option<Vec<u8>>, error: Box<Error>| RelayError {
+            error,
             head_written: head.is_none(),
         };
         let reusable = !matches!(relay.framing, Framing::Close);
@@ -168,14 +186,14 @@ impl Gateway {
                 // Nothing at hand: the head goes now (an agent must not wait for headers).
                 if let Some(h) = head.take() {
                     write(agent, &h).await.map_err(|e| RelayError {
-                        reason: format!("agent: {e}"),
+                        error: agent_failed(ErrorType::WriteError, e.to_string()),
                         head_written: false,
                     })?;
                 }
                 let w = waits.get_or_insert_with(|| Waits::new(self));
                 tokio::select! {
                     ready = upstream.readable() => {
-                        ready.map_err(|e| cut(&head, format!("upstream: {e}")))?;
+                        ready.map_err(|e| cut(&head, upstream_failed(e.to_string())))?;
                         let mut buf = vec![0; READ];
                         match upstream.try_read(&mut buf) {
                             Ok(0) => upstream_closed = true,
@@ -184,12 +202,14 @@ impl Gateway {
                                 pending = buf;
                             }
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                            Err(e) => return Err(cut(&head, format!("upstream: {e}"))),
+                            Err(e) => return Err(cut(&head, upstream_failed(e.to_string()))),
                         }
                     }
                     // A revocation cancels the connection (see `streams.rs`):
                     // noticed here first, so the end is logged and audited.
-                    _ = w.revoked.cancelled() => return Err(cut(&head, "access ended".into())),
+                    _ = w.revoked.cancelled() => {
+                        return Err(cut(&head, access_ended("access ended".into())));
+                    }
                     // A new snapshot: the route moves to it (an idle stream must
                     // not keep an old snapshot alive), or the response ends if access did.
                     _ = &mut w.changed => {
@@ -197,7 +217,7 @@ impl Gateway {
                         if let Some(route) = ctx.route.as_mut() {
                             route
                                 .refresh(&self.snapshots)
-                                .map_err(|r| cut(&head, format!("access ended: {r}")))?;
+                                .map_err(|r| cut(&head, access_ended(format!("access ended: {r}"))))?;
                         }
                         continue;
                     }
@@ -206,19 +226,22 @@ impl Gateway {
                         AgentSide::Request(kept) => Some(&mut **kept),
                     }) => match side {
                         AgentSide::Stream => return Ok(false),
-                        AgentSide::Request(_) => return Err(cut(&head, "agent: closed".into())),
+                        AgentSide::Request(_) => {
+                            let gone = agent_failed(ErrorType::ConnectionClosed, "closed".into());
+                            return Err(cut(&head, gone));
+                        }
                     },
                 }
             }
             let (payload, complete) = body
                 .take(std::mem::take(&mut pending))
-                .map_err(|e| cut(&head, e))?;
+                .map_err(|e| cut(&head, upstream_failed(e)))?;
             if upstream_closed && !complete {
-                return Err(cut(&head, "upstream: body ended early".into()));
+                return Err(cut(&head, upstream_failed("body ended early".into())));
             }
             let mut chunk = Some(Bytes::from(payload));
             self.filter_body(&mut chunk, complete, ctx)
-                .map_err(|e| cut(&head, e.to_string()))?;
+                .map_err(|e| cut(&head, e))?;
             let mut out = head.take().unwrap_or_default();
             if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
                 ctx.audit.tap.push(&chunk);
@@ -233,7 +256,7 @@ impl Gateway {
             }
             if !out.is_empty() {
                 write(agent, &out).await.map_err(|e| RelayError {
-                    reason: format!("agent: {e}"),
+                    error: agent_failed(ErrorType::WriteError, e.to_string()),
                     head_written: true,
                 })?;
             }

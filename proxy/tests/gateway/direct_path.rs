@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use toolgate_proxy::metrics::ProxyMetrics;
+use toolgate_proxy::server::GatewayOptions;
+
 use crate::common::{Gateway, ALICE, UPSTREAM_SECRET};
 
 /// What the scripted upstream does with the `n`th request (from 0) on a connection.
@@ -29,6 +32,11 @@ enum Script {
     EarlyHints,
     /// Never answer; note when the gateway closes the connection.
     Hang,
+    /// Announce a longer body than is sent, then close.
+    CutShort,
+    /// Send the head and part of the body, then wait; note when the gateway
+    /// closes the connection.
+    StallMidBody,
 }
 
 /// A raw HTTP/1.1 upstream: answers each `tools/call` with the running
@@ -103,9 +111,12 @@ async fn serve_raw(
         } else {
             ""
         };
+        let announced = match script {
+            Script::CutShort | Script::StallMidBody => reply.len() + 50,
+            _ => reply.len(),
+        };
         let mut out = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{named}content-length: {}\r\n\r\n{reply}",
-            reply.len()
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{named}content-length: {announced}\r\n\r\n{reply}"
         );
         if script == Script::AnswerWithExtra {
             let smuggled = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"smuggled"}]}}"#;
@@ -116,6 +127,16 @@ async fn serve_raw(
         }
         if conn.write_all(out.as_bytes()).await.is_err() {
             return;
+        }
+        match script {
+            Script::CutShort => return,
+            Script::StallMidBody => {
+                let mut rest = [0u8; 64];
+                while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+                heads.lock().unwrap().push("closed by the gateway".into());
+                return;
+            }
+            _ => {}
         }
     }
 }
@@ -414,6 +435,88 @@ async fn an_agent_that_leaves_mid_call_releases_the_upstream_connection() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    gw.stop().await;
+}
+
+/// `toolgate_upstream_errors_total` for `demo` and `kind`, as rendered.
+fn upstream_errors(metrics: &ProxyMetrics, kind: &str) -> Option<String> {
+    metrics.render().lines().find_map(|l| {
+        let counted = l.starts_with("toolgate_upstream_errors_total{")
+            && l.contains(&format!("kind=\"{kind}\""))
+            && l.contains("server=\"demo\"");
+        counted.then(|| l.rsplit(' ').next().unwrap_or("").to_string())
+    })
+}
+
+async fn gateway_with_metrics(up: &RawUpstream) -> (Gateway, Arc<ProxyMetrics>) {
+    let metrics = Arc::new(ProxyMetrics::new());
+    let options = GatewayOptions {
+        metrics: Some(metrics.clone()),
+        ..Default::default()
+    };
+    (Gateway::start_with(up.addr, options).await, metrics)
+}
+
+/// Waits (up to 5 s) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_the_upstream_cuts_short_is_counted_as_its_error() {
+    let up = raw_upstream(Script::CutShort).await;
+    let (gw, metrics) = gateway_with_metrics(&up).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    agent
+        .write_all(call_request(&gw, 1, "").as_bytes())
+        .await
+        .unwrap();
+    // The head and what came of the body, then the connection closes.
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), agent.read_to_end(&mut got))
+        .await
+        .expect("the gateway closes the cut response")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("answer 1"), "{got}");
+    eventually("the cut body is counted", || {
+        upstream_errors(&metrics, "other").as_deref() == Some("1")
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_leaving_mid_body_is_not_the_upstreams_error() {
+    let up = raw_upstream(Script::StallMidBody).await;
+    let (gw, metrics) = gateway_with_metrics(&up).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    agent
+        .write_all(call_request(&gw, 1, "").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 16];
+    agent.read_exact(&mut head).await.unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    drop(agent);
+    let closed = || {
+        up.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == "closed by the gateway")
+    };
+    eventually("the gateway closed the upstream connection", closed).await;
+    // The request is finished (its line logged and counted) before the
+    // upstream connection is dropped.
+    let requests = metrics.render();
+    assert!(requests.contains("toolgate_requests_total{"), "{requests}");
+    assert_eq!(upstream_errors(&metrics, "other"), None, "{requests}");
     gw.stop().await;
 }
 
