@@ -136,6 +136,18 @@ pub enum ArgumentsMode {
     Drop,
 }
 
+impl ArgumentsMode {
+    /// The lowercase name used in records and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArgumentsMode::Keep => "keep",
+            ArgumentsMode::Redact => "redact",
+            ArgumentsMode::Hash => "hash",
+            ArgumentsMode::Drop => "drop",
+        }
+    }
+}
+
 impl Decision {
     /// The lowercase name used in queries and exports.
     pub fn as_str(self) -> &'static str {

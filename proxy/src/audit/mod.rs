@@ -12,6 +12,7 @@
 //! `reject` refuses its new calls, `drop` serves them and counts the lost
 //! records. Nothing is lost without a count and a log line.
 
+mod line;
 mod message;
 mod record;
 pub mod redact;
@@ -292,7 +293,7 @@ async fn flush(
                 std::thread::yield_now();
             }
             for rec in b.build(ev) {
-                if serde_json::to_writer(&mut lines, &rec).is_ok() {
+                if line::write(&rec, &mut lines).is_ok() {
                     lines.push(b'\n');
                     count += 1;
                 }

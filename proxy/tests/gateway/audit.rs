@@ -175,6 +175,12 @@ async fn every_tool_call_is_recorded_with_who_what_and_how_it_ended() {
     let records = wait_for_records(&log, 7).await;
     let ids: std::collections::HashSet<_> = records.iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), 7, "ids are unique");
+    let hex =
+        |id: &str| id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    assert!(
+        ids.iter().all(|id| hex(id)),
+        "ids are 32 lower-case hex digits: {ids:?}"
+    );
 
     let r = by_tool(&records, "search_issues");
     assert_eq!(r.request_id, Some(json!(1)));
