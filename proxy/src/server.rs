@@ -26,6 +26,7 @@ use crate::front::{next_request, Next};
 use crate::gateway::Gateway;
 use crate::metrics::ProxyMetrics;
 use crate::sessions::SessionSeal;
+use crate::sessions::SESSION_TAG;
 use crate::streams::{StreamRegistry, CONNECTION};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -251,6 +252,7 @@ async fn accept_loop<SV>(
                 _ = cancel.cancelled() => {}
             }
         });
+        let task = SESSION_TAG.scope(std::cell::RefCell::new(None), task);
         tokio::spawn(CONNECTION_TOKEN.scope(token, task));
     }
 }

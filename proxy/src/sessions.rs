@@ -9,8 +9,25 @@
 //! key can check it; a gateway with a new key answers 404, after which MCP
 //! clients re-initialize.
 
+use std::cell::RefCell;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+tokio::task_local! {
+    /// The last session tag computed on the connection the current task
+    /// serves. An agent presents the same session id on every request of
+    /// its session, so the HMAC is computed once per session, not per request.
+    pub static SESSION_TAG: RefCell<Option<TagMemo>>;
+}
+
+/// A computed tag and everything it was computed from.
+pub struct TagMemo {
+    key: [u8; 32],
+    digest: [u8; 32],
+    upstream_id: Box<str>,
+    tag: String,
+}
 
 /// Hex characters of the tag kept (128 bits).
 const TAG_HEX: usize = 32;
@@ -47,7 +64,35 @@ impl SessionSeal {
         }
     }
 
+    /// The tag for `digest` and `upstream_id`: remembered for the
+    /// connection (outside a connection's task it is computed each time).
     fn tag(&self, digest: &[u8; 32], upstream_id: &str) -> String {
+        let remembered = SESSION_TAG.try_with(|memo| {
+            let memo = memo.borrow();
+            let same = |m: &&TagMemo| {
+                // The digest may be another agent's (a proxy sharing the
+                // connection): compared in constant time, as tokens are.
+                equal(&m.key, &self.key) & equal(&m.digest, digest)
+                    && *m.upstream_id == *upstream_id
+            };
+            memo.as_ref().filter(same).map(|m| m.tag.clone())
+        });
+        if let Ok(Some(tag)) = remembered {
+            return tag;
+        }
+        let tag = self.compute_tag(digest, upstream_id);
+        let _ = SESSION_TAG.try_with(|memo| {
+            *memo.borrow_mut() = Some(TagMemo {
+                key: self.key,
+                digest: *digest,
+                upstream_id: upstream_id.into(),
+                tag: tag.clone(),
+            });
+        });
+        tag
+    }
+
+    fn compute_tag(&self, digest: &[u8; 32], upstream_id: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(digest);
         mac.update(upstream_id.as_bytes());
@@ -65,15 +110,15 @@ impl SessionSeal {
     pub fn open<'a>(&self, digest: &[u8; 32], presented: &'a str) -> Option<&'a str> {
         let (upstream_id, tag) = presented.rsplit_once('.')?;
         let expected = self.tag(digest, upstream_id);
-        // Constant-time comparison.
-        let same = tag.len() == expected.len()
-            && tag
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        let same = tag.len() == expected.len() && equal(tag.as_bytes(), expected.as_bytes());
         same.then_some(upstream_id)
     }
+}
+
+/// Equal slices of one length, compared in constant time.
+fn equal(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0 && a.len() == b.len()
 }
 
 #[cfg(test)]
@@ -91,5 +136,30 @@ mod tests {
         assert_eq!(seal.open(&alice, &sealed.replace("abc", "abd")), None);
         let other = SessionSeal::random().unwrap();
         assert_eq!(other.open(&alice, &sealed), None);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_tag_opens_only_what_a_computed_one_would() {
+        let seal = SessionSeal::random().unwrap();
+        let other = SessionSeal::random().unwrap();
+        let (alice, bob) = ([1u8; 32], [2u8; 32]);
+        let sealed = seal.seal(&alice, "abc-123");
+        super::SESSION_TAG
+            .scope(std::cell::RefCell::new(None), async {
+                // Issued on this connection: the tag is remembered.
+                assert_eq!(seal.seal(&alice, "abc-123"), sealed);
+                assert_eq!(seal.open(&alice, &sealed), Some("abc-123"));
+                assert_eq!(seal.open(&alice, &sealed), Some("abc-123"));
+                // Another token, key or upstream id is not the remembered one.
+                assert_eq!(seal.open(&bob, &sealed), None);
+                assert_eq!(seal.open(&alice, &sealed), Some("abc-123"));
+                assert_eq!(other.open(&alice, &sealed), None);
+                assert_eq!(seal.open(&alice, &sealed), Some("abc-123"));
+                let forged = sealed.replace("abc-123", "abc-124");
+                assert_eq!(seal.open(&alice, &forged), None);
+                let tag = sealed.rsplit_once('.').unwrap().1;
+                assert_eq!(seal.open(&alice, &format!("abc-123.{}", &tag[1..])), None);
+            })
+            .await;
     }
 }
