@@ -232,19 +232,19 @@ impl RecordBuilder {
             .route
             .as_ref()
             .map_or(0, |r| r.upstream().audit.response_excerpt);
-        // Only what the record keeps is read: `isError`, and the first text
-        // of `content` when an excerpt is asked for.
-        let summary: ToolResult = serde_json::from_str(result.get()).unwrap_or_default();
-        rec.outcome = if summary.is_error.as_ref().and_then(Value::as_bool) == Some(true) {
+        rec.outcome = if result.is_error.as_ref().and_then(Value::as_bool) == Some(true) {
             Outcome::ToolError
         } else {
             Outcome::Success
         };
         if excerpt_chars > 0 {
-            let content: serde_json::Map<String, Value> =
-                serde_json::from_str(result.get()).unwrap_or_default();
+            // The first text of `content`, read only when an excerpt is asked for.
+            let content = result
+                .content
+                .as_ref()
+                .and_then(|c| serde_json::from_str::<Value>(c.get()).ok());
             rec.response_excerpt = content
-                .get("content")
+                .as_ref()
                 .and_then(Value::as_array)
                 .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
                 .map(|t| truncate(t, excerpt_chars));
@@ -253,13 +253,13 @@ impl RecordBuilder {
 }
 
 /// A JSON-RPC answer as the audit record reads it: its id, and its result
-/// (left unparsed) or error.
+/// (what the outcome needs of it) or error.
 #[derive(serde::Deserialize)]
 struct Answer {
     #[serde(default)]
     id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
-    result: Option<Box<RawValue>>,
+    result: Option<ResultSummary>,
     #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
@@ -270,11 +270,84 @@ impl Answer {
     }
 }
 
-/// The part of a tool result the outcome depends on.
-#[derive(serde::Deserialize, Default)]
-struct ToolResult {
-    #[serde(rename = "isError", default)]
+/// What a record needs of a result, read in the one pass over the answer
+/// (a large result is not scanned twice): `isError`, and `content` left
+/// unparsed for an excerpt. Any result that is not an object has neither.
+#[derive(Default)]
+struct ResultSummary {
+    /// `isError`; none when it is given twice.
     is_error: Option<Value>,
+    /// The last `content`.
+    content: Option<Box<RawValue>>,
+}
+
+/// The members of a result the record reads (names escapes-decoded).
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum ResultMember {
+    #[serde(rename = "isError")]
+    IsError,
+    #[serde(rename = "content")]
+    Content,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for ResultSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ResultSummary;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary, A::Error> {
+                let mut out = ResultSummary::default();
+                let mut is_error_seen = 0;
+                while let Some(key) = map.next_key::<ResultMember>()? {
+                    match key {
+                        ResultMember::IsError => {
+                            is_error_seen += 1;
+                            out.is_error = Some(map.next_value()?);
+                        }
+                        ResultMember::Content => out.content = Some(map.next_value()?),
+                        ResultMember::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                if is_error_seen > 1 {
+                    // Ambiguous: read as no `isError` at all.
+                    out.is_error = None;
+                }
+                Ok(out)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResultSummary, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ResultSummary::default())
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ResultSummary, E> {
+                Ok(ResultSummary::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Every JSON-RPC answer found in the kept part of the response.
@@ -345,4 +418,40 @@ fn first_error_code(body: &Value) -> Option<i64> {
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome_of(result: &str) -> (Option<Value>, Option<String>) {
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
+        let found = answers_in(answer.as_bytes());
+        assert_eq!(found.len(), 1, "{answer}");
+        let summary = found[0].result.as_ref().expect("a result");
+        let content = summary.content.as_ref().map(|c| c.get().to_string());
+        (summary.is_error.clone(), content)
+    }
+
+    #[test]
+    fn a_result_is_read_for_its_outcome_in_one_pass() {
+        let (is_error, content) =
+            outcome_of(r#"{"content":[{"type":"text","text":"hi"}],"isError":true}"#);
+        assert_eq!(is_error, Some(Value::Bool(true)));
+        assert_eq!(content.as_deref(), Some(r#"[{"type":"text","text":"hi"}]"#));
+        // Escaped member names are the names they decode to.
+        assert_eq!(
+            outcome_of(r#"{"is\u0045rror":true}"#).0,
+            Some(Value::Bool(true))
+        );
+        // Given twice, `isError` is ambiguous: not read.
+        assert_eq!(outcome_of(r#"{"isError":true,"isError":false}"#).0, None);
+        // A result that is not an object is still an answer, with neither.
+        for other in ["null", "[true]", "5", "\"x\"", "false"] {
+            assert_eq!(outcome_of(other), (None, None), "{other}");
+        }
+        // An error answer has no result.
+        let error = answers_in(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601}}"#);
+        assert!(error[0].result.is_none() && error[0].error.is_some());
+    }
 }
