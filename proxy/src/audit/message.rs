@@ -17,7 +17,9 @@ pub(super) struct Message<'a> {
     method: Option<Cow<'a, str>>,
     id: Option<&'a RawValue>,
     name: Option<Cow<'a, str>>,
-    arguments: Option<&'a RawValue>,
+    /// Parsed as it is read: a record keeps it, and a large one is not
+    /// scanned a second time.
+    arguments: Option<Value>,
     client_info: Option<&'a RawValue>,
 }
 
@@ -37,8 +39,8 @@ struct Plain<'a> {
 struct PlainParams<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    arguments: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    arguments: Option<Value>,
     #[serde(borrow, default, rename = "clientInfo", deserialize_with = "present")]
     client_info: Option<&'a RawValue>,
 }
@@ -101,7 +103,7 @@ impl<'a> Message<'a> {
             method: members.get("method").and_then(|m| text(m)),
             id: members.get("id").copied(),
             name: params.get("name").and_then(|n| text(n)),
-            arguments: params.get("arguments").copied(),
+            arguments: params.get("arguments").and_then(|a| value(a)),
             client_info: params.get("clientInfo").copied(),
         }
     }
@@ -121,9 +123,9 @@ impl<'a> Message<'a> {
         self.name.as_deref()
     }
 
-    /// `params.arguments`, when present.
-    pub(super) fn arguments(&self) -> Option<Value> {
-        value(self.arguments?)
+    /// `params.arguments`, when present (taken: the record keeps them).
+    pub(super) fn take_arguments(&mut self) -> Option<Value> {
+        self.arguments.take()
     }
 
     /// `params.clientInfo`, when present.
@@ -165,13 +167,14 @@ mod tests {
     fn reads_members_as_a_server_would() {
         let body = br#"{"jsonrpc":"2.0","id":7,"\u006dethod":"tools/call",
             "params":{"name":"search_\u0069ssues","arguments":{"q":"x"}},"params2":1}"#;
-        let all = Message::all_in(body);
+        let mut all = Message::all_in(body);
         assert_eq!(all.len(), 1);
-        let m = &all[0];
+        let m = &mut all[0];
         assert_eq!(m.method(), Some("tools/call"));
         assert_eq!(m.name(), Some("search_issues"));
         assert_eq!(m.id(), Some(serde_json::json!(7)));
-        assert_eq!(m.arguments(), Some(serde_json::json!({"q": "x"})));
+        assert_eq!(m.take_arguments(), Some(serde_json::json!({"q": "x"})));
+        assert_eq!(m.take_arguments(), None);
     }
 
     #[test]
@@ -188,8 +191,8 @@ mod tests {
         assert_eq!(all[2].id(), Some(Value::Null));
         assert_eq!(all[3].id(), None);
         assert!(Message::all_in(b"not json").is_empty());
-        let notification = Message::all_in(br#"{"id":null,"method":"x","params":null}"#);
+        let mut notification = Message::all_in(br#"{"id":null,"method":"x","params":null}"#);
         assert_eq!(notification[0].id(), Some(Value::Null));
-        assert_eq!(notification[0].arguments(), None);
+        assert_eq!(notification[0].take_arguments(), None);
     }
 }

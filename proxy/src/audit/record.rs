@@ -76,10 +76,11 @@ impl RecordBuilder {
             }
             return Vec::new();
         }
+        let count = messages.len();
         messages
-            .iter()
+            .into_iter()
             .filter(|m| refused || all_methods || m.method() == Some("tools/call"))
-            .map(|m| self.record(ev, Some(m), messages.len()))
+            .map(|m| self.record(ev, Some(m), count))
             .collect()
     }
 
@@ -119,7 +120,7 @@ impl RecordBuilder {
         }
     }
 
-    fn record(&mut self, ev: &AuditEvent, msg: Option<&Message>, count: usize) -> AuditRecord {
+    fn record(&mut self, ev: &AuditEvent, mut msg: Option<Message>, count: usize) -> AuditRecord {
         let route = ev.route.as_ref();
         let principal = route.map(|r| r.principal());
         let session_id = ev.issued_session.clone().or_else(|| ev.session_id.clone());
@@ -127,15 +128,15 @@ impl RecordBuilder {
             .as_ref()
             .and_then(|s| self.clients.get(s))
             .cloned();
-        let method = msg.and_then(Message::method).map(str::to_string);
+        let method = msg.as_ref().and_then(Message::method).map(str::to_string);
         let tool = (method.as_deref() == Some("tools/call"))
-            .then(|| msg.and_then(Message::name))
+            .then(|| msg.as_ref().and_then(Message::name))
             .flatten()
             .map(str::to_string);
-        let request_id = msg.and_then(Message::id);
+        let request_id = msg.as_ref().and_then(Message::id);
         let policy = route.map(|r| &r.upstream().audit);
         let mode = policy.map_or(ArgumentsMode::Drop, |p| p.arguments);
-        let arguments = match (mode, msg.and_then(Message::arguments)) {
+        let arguments = match (mode, msg.as_mut().and_then(Message::take_arguments)) {
             (ArgumentsMode::Drop, _) | (_, None) => None,
             (mode, Some(args)) => {
                 let keys = route.map_or(&[][..], |r| &r.upstream().redact_fragments);
@@ -187,7 +188,7 @@ impl RecordBuilder {
                     serde_json::from_slice(&refusal.to_response().body).unwrap_or(Value::Null);
                 rec.error_code = first_error_code(&body);
             }
-            None => self.outcome(ev, msg, count, &mut rec),
+            None => self.outcome(ev, msg.as_ref(), count, &mut rec),
         }
         rec
     }
