@@ -167,7 +167,7 @@ fn json(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
 }
 
 /// `s` as a JSON string, escaped exactly as serde_json escapes it: `"`,
-/// `\\`, and control characters (short forms where JSON has them, else
+/// `\`, and control characters (short forms where JSON has them, else
 /// `\u00xx`). Runs of eight bytes that need none are skipped at once.
 fn escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
