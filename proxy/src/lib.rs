@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod reload;
 pub mod remote;
 pub mod resource_metadata;
+pub mod secret;
 pub mod server;
 pub mod sessions;
 pub mod sse;

@@ -14,6 +14,8 @@ use std::cell::RefCell;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::secret::same_secret;
+
 tokio::task_local! {
     /// The last session tag computed on the connection the current task
     /// serves. An agent presents the same session id on every request of
@@ -72,7 +74,7 @@ impl SessionSeal {
             let same = |m: &&TagMemo| {
                 // The digest may be another agent's (a proxy sharing the
                 // connection): compared in constant time, as tokens are.
-                equal(&m.key, &self.key) & equal(&m.digest, digest)
+                same_secret(&m.key, &self.key) & same_secret(&m.digest, digest)
                     && *m.upstream_id == *upstream_id
             };
             memo.as_ref().filter(same).map(|m| m.tag.clone())
@@ -110,15 +112,8 @@ impl SessionSeal {
     pub fn open<'a>(&self, digest: &[u8; 32], presented: &'a str) -> Option<&'a str> {
         let (upstream_id, tag) = presented.rsplit_once('.')?;
         let expected = self.tag(digest, upstream_id);
-        let same = tag.len() == expected.len() && equal(tag.as_bytes(), expected.as_bytes());
-        same.then_some(upstream_id)
+        same_secret(tag.as_bytes(), expected.as_bytes()).then_some(upstream_id)
     }
-}
-
-/// Equal slices of one length, compared in constant time.
-fn equal(a: &[u8], b: &[u8]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0 && a.len() == b.len()
 }
 
 #[cfg(test)]

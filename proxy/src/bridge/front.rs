@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::session::Session;
-use super::{random_hex, same_secret, Backend, BackendError, BRIDGE_SECRET_HEADER};
+use super::{random_hex, Backend, BackendError, BRIDGE_SECRET_HEADER};
+use crate::secret::same_secret;
 
 /// How long a new server (process start included) has to answer `initialize`.
 const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -239,8 +239,3 @@ pub(crate) fn random_hex() -> String {
     let b = state.hash_one((n, 2u8));
     format!("{a:016x}{b:016x}")
 }
-
-/// Compares secrets without stopping at the first difference.
-pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
