@@ -46,7 +46,7 @@ impl TraceContext {
 }
 
 /// Lower-case hex of `words`, 16 digits each (no `format!`: this runs per request).
-fn hex16(words: &[u64]) -> String {
+pub(crate) fn hex16(words: &[u64]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(16 * words.len());
     for word in words {

@@ -42,14 +42,7 @@ impl RecordBuilder {
 
     fn new_id(&self) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(32);
-        for word in [self.id_prefix, n] {
-            for shift in (0..16).rev() {
-                let digit = (word >> (shift * 4)) as u32 & 0xf;
-                id.push(char::from_digit(digit, 16).unwrap_or('0'));
-            }
-        }
-        id
+        crate::trace::hex16(&[self.id_prefix, n])
     }
 
     /// The records for one request (none when nothing in it is audited).
