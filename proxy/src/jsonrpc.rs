@@ -262,7 +262,9 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
                 while let Some(key) = map.next_key_seed(KeyOf(ENVELOPE_KEYS))? {
                     match key {
                         Key::Significant(PARAMS) => {
-                            let params = map.next_value_seed(ParamsSeed)?;
+                            let params = map
+                                .next_value_seed(ObjectOr(ParamMembers))?
+                                .unwrap_or(Params::NotObject);
                             if std::mem::replace(&mut params_seen, true) {
                                 note(&mut out.problem, "duplicate member \"params\"".into());
                             }
@@ -296,22 +298,64 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
     }
 }
 
-/// Reads `params` whatever it is; an object's significant members are kept.
-struct ParamsSeed;
+/// Reads an object's members through `R`, and checks and skips any other
+/// JSON value (`None`): for a member that should be an object but may be
+/// anything.
+pub(crate) struct ObjectOr<R>(pub R);
 
-impl<'de> de::DeserializeSeed<'de> for ParamsSeed {
-    type Value = Params<'de>;
+/// What [`ObjectOr`] makes of an object's members.
+pub(crate) trait ReadMembers<'de> {
+    /// What the members make.
+    type Out;
+    /// Reads every member of the object.
+    fn read<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
+}
+
+impl<'de, R: ReadMembers<'de>> de::DeserializeSeed<'de> for ObjectOr<R> {
+    type Value = Option<R::Out>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ParamsSeed {
-    type Value = Params<'de>;
+impl<'de, R: ReadMembers<'de>> Visitor<'de> for ObjectOr<R> {
+    type Value = Option<R::Out>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.read(map).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The significant members of a `params` object.
+struct ParamMembers;
+
+impl<'de> ReadMembers<'de> for ParamMembers {
+    type Out = Params<'de>;
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
         let mut members = [None; 4];
         let mut problem = None;
         while let Some(key) = map.next_key_seed(KeyOf(PARAM_KEYS))? {
@@ -330,28 +374,6 @@ impl<'de> Visitor<'de> for ParamsSeed {
             }
         }
         Ok(Params::Object { members, problem })
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Params::NotObject)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Params::NotObject)
     }
 }
 

@@ -14,6 +14,7 @@ use super::message::{present, Message};
 use super::redact;
 use super::AuditEvent;
 use crate::error::Refusal;
+use crate::jsonrpc::{ObjectOr, ReadMembers};
 
 /// Sessions whose `clientInfo` is remembered (oldest forgotten first).
 const MAX_CLIENTS: usize = 100_000;
@@ -289,58 +290,38 @@ enum ResultMember {
 
 impl<'de> serde::Deserialize<'de> for ResultSummary {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ResultSummary;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary, A::Error> {
-                let mut out = ResultSummary::default();
-                let mut is_error_seen = 0;
-                while let Some(key) = map.next_key::<ResultMember>()? {
-                    match key {
-                        ResultMember::IsError => {
-                            is_error_seen += 1;
-                            out.is_error = Some(map.next_value()?);
-                        }
-                        ResultMember::Content => out.content = Some(map.next_value()?),
-                        ResultMember::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+        use serde::de::DeserializeSeed;
+        ObjectOr(SummaryMembers)
+            .deserialize(d)
+            .map(Option::unwrap_or_default)
+    }
+}
+
+/// What [`ResultSummary`] reads of a result object.
+struct SummaryMembers;
+
+impl<'de> ReadMembers<'de> for SummaryMembers {
+    type Out = ResultSummary;
+    fn read<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary, A::Error> {
+        let mut out = ResultSummary::default();
+        let mut is_error_seen = 0;
+        while let Some(key) = map.next_key::<ResultMember>()? {
+            match key {
+                ResultMember::IsError => {
+                    is_error_seen += 1;
+                    out.is_error = Some(map.next_value()?);
                 }
-                if is_error_seen > 1 {
-                    // Ambiguous: read as no `isError` at all.
-                    out.is_error = None;
+                ResultMember::Content => out.content = Some(map.next_value()?),
+                ResultMember::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
-                Ok(out)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResultSummary, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ResultSummary::default())
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<ResultSummary, E> {
-                Ok(ResultSummary::default())
             }
         }
-        d.deserialize_any(V)
+        if is_error_seen > 1 {
+            // Ambiguous: read as no `isError` at all.
+            out.is_error = None;
+        }
+        Ok(out)
     }
 }
 
