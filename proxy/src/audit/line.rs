@@ -4,7 +4,7 @@
 //! with strings escaped eight bytes at a time (serde_json looks at each
 //! byte: most of a large argument's cost).
 
-use catalog::audit::{AuditRecord, Outcome};
+use catalog::audit::AuditRecord;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -64,13 +64,10 @@ fn members(rec: &AuditRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
     m.text("tool", tool.as_ref());
     m.json("request_id", request_id.as_ref())?;
     m.json("arguments", arguments.as_ref())?;
-    m.name("arguments_mode");
-    m.static_str(arguments_mode.as_str());
-    m.name("decision");
-    m.static_str(decision.as_str());
+    m.word("arguments_mode", arguments_mode.as_str());
+    m.word("decision", decision.as_str());
     m.text("reason", reason.as_ref());
-    m.name("outcome");
-    m.static_str(Outcome::as_str(*outcome));
+    m.word("outcome", outcome.as_str());
     m.member("http_status", http_status)?;
     m.member("error_code", error_code)?;
     m.member("latency_us", latency_us)?;
@@ -125,8 +122,9 @@ impl Members<'_> {
         }
     }
 
-    /// An enum's name, which needs no escaping.
-    fn static_str(&mut self, value: &'static str) {
+    /// A member whose value is an enum's name, which needs no escaping.
+    fn word(&mut self, name: &'static str, value: &'static str) {
+        self.name(name);
         self.out.push(b'"');
         self.out.extend_from_slice(value.as_bytes());
         self.out.push(b'"');
@@ -226,7 +224,7 @@ fn needs_escape(word: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use catalog::audit::{ArgumentsMode, ClientInfo, Decision};
+    use catalog::audit::{ArgumentsMode, ClientInfo, Decision, Outcome};
     use serde_json::json;
 
     fn full() -> AuditRecord {
