@@ -384,8 +384,9 @@ fn bearer_caller(
     check_host_and_origin(req, &snapshot.settings)?;
     let token = bearer_token(req).map_err(|r| challenge(req, snapshot, server, r))?;
     let digest = connection_digest(token);
-    // A JWT signs in with an identity provider; anything else is a PAT.
-    let jwt = if catalog::looks_like_jwt(token) && snapshot.authenticate(&digest).is_none() {
+    // A JWT signs in with an identity provider; anything else is a PAT
+    // (a known PAT is one lookup: checked before the token's shape).
+    let jwt = if snapshot.authenticate(&digest).is_none() && catalog::looks_like_jwt(token) {
         let verified = crate::jwt::verify(snapshot, token, &digest)
             .map_err(jwt_refused)
             .map_err(|r| challenge(req, snapshot, server, r))?;
@@ -420,7 +421,7 @@ pub fn admit_event_stream(
 /// The upstream session named by the caller's `Mcp-Session-Id`: only the
 /// caller the session was opened for may use it.
 fn open_session(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Result<(), Refusal> {
-    if let Some(presented) = req.headers.get("mcp-session-id") {
+    if let Some(presented) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
         let presented = presented.to_str().unwrap_or("");
         let upstream = SessionSeal::for_settings(&route.snapshot.settings, seal)
             .open(&route.digest, presented)

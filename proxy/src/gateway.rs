@@ -136,14 +136,14 @@ impl RequestCtx {
     /// span per request: its trace id (the request id in logs and the audit
     /// trail) and the agent's session.
     fn begin(&mut self, req: &RequestHeader) {
-        let traceparent = req.headers.get("traceparent");
+        let traceparent = req.headers.get(&crate::http_headers::TRACEPARENT);
         let trace = TraceContext::from_header(traceparent.map(|v| v.as_bytes()));
         self.span = tracing::info_span!(
             "request",
             trace_id = %trace.trace_id,
             session = tracing::field::Empty
         );
-        if let Some(sid) = req.headers.get("mcp-session-id") {
+        if let Some(sid) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
             self.span.record("session", sid.to_str().unwrap_or("?"));
         }
         self.trace = Some(trace);
@@ -353,7 +353,7 @@ impl ProxyHttp for Gateway {
         };
         if let Some(link) = &ctx.virtual_link {
             // The agent's session is the gateway's own (virtual server).
-            resp.remove_header("mcp-session-id");
+            resp.remove_header(&crate::http_headers::MCP_SESSION_ID);
             if resp.status == http::StatusCode::NOT_FOUND && route.upstream_session.is_some() {
                 let link = link.clone();
                 return self.reopen_virtual_session(resp, ctx, &link).await;
@@ -414,8 +414,9 @@ fn summary(req: &RequestHeader) -> RequestHeader {
     let (mut slim, ()) = http::Request::new(()).into_parts();
     slim.method = req.method.clone();
     slim.uri = req.uri.clone();
-    if let Some(sid) = req.headers.get("mcp-session-id") {
-        slim.headers.insert("mcp-session-id", sid.clone());
+    if let Some(sid) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
+        slim.headers
+            .insert(crate::http_headers::MCP_SESSION_ID, sid.clone());
     }
     RequestHeader::from(slim)
 }

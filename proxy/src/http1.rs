@@ -123,10 +123,15 @@ fn parse_length(value: &[u8]) -> Option<usize> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// Does `haystack` hold `needle` (lower case), ignoring ASCII case? Each
+/// position is tried on its first byte before the rest is compared.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((first, rest)) = needle.split_first() else {
+        return true;
+    };
     haystack
         .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+        .any(|w| w[0].to_ascii_lowercase() == *first && w[1..].eq_ignore_ascii_case(rest))
 }
 
 /// How an upstream frames the body that follows its response head.
@@ -416,6 +421,8 @@ mod tests {
     fn only_plain_event_stream_gets_are_taken() {
         let ok = b"GET /mcp/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n";
         assert!(matches!(classify(ok), Head::EventStream { len, .. } if len == ok.len()));
+        let listed = b"GET /mcp/a HTTP/1.1\r\nAccept: application/json, Text/Event-Stream\r\n\r\n";
+        assert!(matches!(classify(listed), Head::EventStream { .. }));
         assert!(matches!(classify(&ok[..20]), Head::Incomplete));
         assert!(matches!(classify(b"GE"), Head::Incomplete));
         for other in [
@@ -444,6 +451,10 @@ mod tests {
         ));
         let closing = b"POST /mcp/a HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
         assert!(matches!(classify(closing), Head::Post { close: true, .. }));
+        let listed = b"POST /mcp/a HTTP/1.1\r\nConnection: TE, CLOSE\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(classify(listed), Head::Post { close: true, .. }));
+        let almost = b"POST /mcp/a HTTP/1.1\r\nConnection: clos\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(classify(almost), Head::Post { close: false, .. }));
         assert!(matches!(classify(b"POS"), Head::Incomplete));
         assert!(matches!(classify(&ok[..25]), Head::Incomplete));
         for other in [

@@ -6,6 +6,14 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::error::Refusal;
 
+/// `Mcp-Session-Id` (MCP Streamable HTTP): a name checked once, not parsed per use.
+pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+/// `Mcp-Protocol-Version` (MCP Streamable HTTP).
+pub const MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
+/// `traceparent` (W3C Trace Context).
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The SHA-256 digest of the `Authorization: Bearer` token, or why there is none.
 pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
     Ok(catalog::token_digest(bearer_token(req)?))
@@ -70,28 +78,60 @@ fn host_allowed(authority: &str, settings: &Settings) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` is lower case, as
+/// `http::HeaderName`s are.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// A header that carries the agent's own credentials, or a browser origin
+/// the gateway already checked (the gateway is the upstream's client), or a
+/// client-asserted forwarding claim the gateway cannot vouch for: never
+/// sent upstream.
+fn caller_only(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "origin"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-real-ip"
+    )
+}
 
 /// The header names a `Connection` header lists (lower case), besides the
-/// usual `close` / `keep-alive`, which name no header present.
+/// usual `close` / `keep-alive`, which name no header present. Nothing is
+/// allocated when it lists only those.
 fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::CONNECTION)
+    let mut listed = Vec::new();
+    let values = headers.get_all(http::header::CONNECTION);
+    for token in values
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
-        .collect()
+        .map(str::trim)
+    {
+        let usual = token.is_empty()
+            || token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive");
+        if !usual {
+            listed.push(token.to_ascii_lowercase());
+        }
+    }
+    listed
 }
 
 /// The headers present in `headers` that `drop` selects, or that a
@@ -109,25 +149,10 @@ fn present(
         .collect()
 }
 
-/// Headers that carry the agent's own credentials, or a browser origin the
-/// gateway already checked (the gateway is the upstream's client): never sent upstream.
-const CALLER_ONLY: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "origin",
-    // Client-asserted forwarding claims the gateway cannot vouch for.
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
-
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
 pub fn strip_request(req: &mut RequestHeader) {
-    let drop = |n: &str| HOP_BY_HOP.contains(&n) || CALLER_ONLY.contains(&n) || n == "expect";
+    let drop = |n: &str| hop_by_hop(n) || caller_only(n) || n == "expect";
     for name in present(&req.headers, drop) {
         req.remove_header(&name);
     }
@@ -163,10 +188,69 @@ fn has_only(headers: &http::HeaderMap, name: &http::header::HeaderName, value: &
 /// Removes hop-by-hop headers from an upstream response.
 pub fn strip_response(resp: &mut ResponseHeader) {
     // Pingora frames the response itself: transfer-encoding stays for it.
-    let drop = |n: &str| n != "transfer-encoding" && HOP_BY_HOP.contains(&n);
+    let drop = |n: &str| n != "transfer-encoding" && hop_by_hop(n);
     for name in present(&resp.headers, drop) {
         if name != http::header::TRANSFER_ENCODING {
             resp.remove_header(&name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(headers: &http::HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn a_request_upstream_keeps_no_credential_and_no_hop_by_hop_header() {
+        let mut req = RequestHeader::build("POST", b"/mcp/demo", None).unwrap();
+        for (name, value) in [
+            ("Authorization", "Bearer tg_secret"),
+            ("Cookie", "sid=1"),
+            ("Origin", "https://app.example"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("Connection", "Close"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Expect", "100-continue"),
+            ("X-Hop", "listed by Connection"),
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", "s1"),
+            ("X-Other", "kept"),
+        ] {
+            req.append_header(name, value).unwrap();
+        }
+        strip_request(&mut req);
+        assert_eq!(
+            names(&req.headers),
+            ["content-type", "mcp-session-id", "x-other"]
+        );
+    }
+
+    #[test]
+    fn a_response_loses_its_hop_by_hop_headers_but_keeps_its_framing() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (name, value) in [
+            ("Connection", "close, X-Upstream-Hop"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Upstream-Hop", "listed"),
+            ("Close", "a header named like the token"),
+            ("Content-Type", "text/event-stream"),
+        ] {
+            resp.append_header(name, value).unwrap();
+        }
+        strip_response(&mut resp);
+        assert_eq!(
+            names(&resp.headers),
+            ["close", "content-type", "transfer-encoding"]
+        );
     }
 }

@@ -213,16 +213,15 @@ impl<'de> Visitor<'de> for KeyOf {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        for (i, want) in self.0.iter().enumerate() {
-            if fold_eq(key, want) {
-                return Ok(if key == *want {
-                    Key::Significant(i)
-                } else {
-                    Key::LookAlike(format!("ambiguous member {key:?}: use exactly {want:?}"))
-                });
-            }
+        // Exact names first (the usual case), then look-alikes: the keys
+        // are distinct in lower case, so no key is both.
+        if let Some(i) = self.0.iter().position(|want| key == *want) {
+            return Ok(Key::Significant(i));
         }
-        Ok(Key::Other)
+        Ok(match self.0.iter().find(|want| fold_eq(key, want)) {
+            Some(want) => Key::LookAlike(format!("ambiguous member {key:?}: use exactly {want:?}")),
+            None => Key::Other,
+        })
     }
 }
 

@@ -81,7 +81,7 @@ impl Gateway {
             response: state.tap,
             session_id: req
                 .headers
-                .get("mcp-session-id")
+                .get(&crate::http_headers::MCP_SESSION_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             issued_session: state.issued_session,

@@ -95,7 +95,7 @@ impl Gateway {
         route: &Route,
         audit: &mut AuditState,
     ) -> Result<()> {
-        let Some(sid) = resp.headers.get("mcp-session-id") else {
+        let Some(sid) = resp.headers.get(&crate::http_headers::MCP_SESSION_ID) else {
             return Ok(());
         };
         let seal = SessionSeal::for_settings(route.settings(), &self.seal);
@@ -106,7 +106,7 @@ impl Gateway {
         if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
             m.session_initialized(route.upstream());
         }
-        resp.insert_header("mcp-session-id", sealed)?;
+        resp.insert_header(crate::http_headers::MCP_SESSION_ID, sealed)?;
         Ok(())
     }
 

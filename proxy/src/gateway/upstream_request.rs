@@ -10,7 +10,7 @@ use pingora_http::RequestHeader;
 
 use super::Gateway;
 use crate::admit::Route;
-use crate::http_headers::strip_request;
+use crate::http_headers::{strip_request, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT};
 use crate::trace::TraceContext;
 use crate::virtual_server::UpstreamLink;
 
@@ -66,14 +66,14 @@ impl Gateway {
             req.insert_header(http::header::AUTHORIZATION, value.clone())?;
         }
         if let Some(sid) = &route.upstream_session {
-            req.insert_header("mcp-session-id", sid.as_str())?;
+            req.insert_header(MCP_SESSION_ID, sid.as_str())?;
         }
         if let Some(link) = virtual_link {
             // The version this upstream agreed to, not the agent's.
-            req.insert_header("mcp-protocol-version", link.protocol.as_str())?;
+            req.insert_header(MCP_PROTOCOL_VERSION, link.protocol.as_str())?;
         }
         if let Some(trace) = trace {
-            req.insert_header("traceparent", trace.header_value())?;
+            req.insert_header(TRACEPARENT, trace.header_value())?;
         }
         if let Some(len) = route.body_len {
             // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.

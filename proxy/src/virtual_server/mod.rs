@@ -84,7 +84,7 @@ pub async fn handle(
     let presented = session
         .req_header()
         .headers
-        .get("mcp-session-id")
+        .get(&crate::http_headers::MCP_SESSION_ID)
         .map(|v| v.to_str().unwrap_or("").to_string());
     let name = caller.endpoint().name.clone();
     let open = |presented: &str| {
@@ -302,7 +302,7 @@ async fn write(
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     if let Some(sid) = session_id {
-        header.insert_header("mcp-session-id", sid)?;
+        header.insert_header(crate::http_headers::MCP_SESSION_ID, sid)?;
     }
     session
         .write_response_header(Box::new(header), body.is_empty())
