@@ -7,8 +7,11 @@
 
 use std::borrow::Cow;
 
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::jsonrpc::{fold_eq, ObjectOr, ReadMembers};
 
 /// Which responses to filter.
 #[derive(Debug, Clone, Default)]
@@ -57,36 +60,22 @@ pub fn unreadable_error() -> Vec<u8> {
 ///
 /// Only the structure on the way to the tool names is parsed (message →
 /// `result` → `tools` → each tool's `name`); everything else is carried
-/// over as the upstream's own bytes. A duplicated key on that way is
+/// over as the upstream's own bytes. A duplicated key on that way, or one a
+/// lenient client would read as one of those names (`"Tools"`, `"ID"`), is
 /// refused as unreadable: a client keeping the other copy must never see
 /// what the gateway did not check.
+///
+/// A message is read in one pass, and each tool once more for its name
+/// (its schema skipped, not kept).
 pub fn filter_message(text: &[u8], ids: &ListIds, allowed: &dyn Fn(&str) -> bool) -> Filtered {
-    // Without the key spelled plainly or any escape, no tool list can be in there.
-    if !ids.is_active() || (!contains(text, b"\"tools\"") && !text.contains(&b'\\')) {
+    if !ids.is_active() || !may_hold_a_list(text) {
         return Filtered::Unchanged;
     }
-    let Ok(top) = serde_json::from_slice::<&RawValue>(text) else {
-        return Filtered::Unreadable;
-    };
-    let outcome = if top.get().starts_with('[') {
-        serde_json::from_str::<Vec<&RawValue>>(top.get())
-            .map_err(|_| Unreadable)
-            .and_then(|items| {
-                let mut changed = false;
-                let mut parts = Vec::with_capacity(items.len());
-                for item in items {
-                    match filter_object(item, ids, allowed)? {
-                        Some(out) => {
-                            changed = true;
-                            parts.push(Cow::Owned(out));
-                        }
-                        None => parts.push(Cow::Borrowed(item.get())),
-                    }
-                }
-                Ok(changed.then(|| join_array(&parts)))
-            })
+    let batch = text.iter().find(|b| !b" \t\r\n".contains(b)) == Some(&b'[');
+    let outcome = if batch {
+        filter_batch(text, ids, allowed)
     } else {
-        filter_object(top, ids, allowed)
+        read_message(text).and_then(|m| m.map_or(Ok(None), |m| m.filtered(ids, allowed)))
     };
     match outcome {
         Ok(Some(out)) => Filtered::Rewritten(out.into_bytes()),
@@ -95,81 +84,328 @@ pub fn filter_message(text: &[u8], ids: &ListIds, allowed: &dyn Fn(&str) -> bool
     }
 }
 
-/// A response the gateway cannot check.
-struct Unreadable;
-
-/// An object's members in order, values as their original JSON text.
-type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
-
-/// The members of a JSON object (`None`: not an object); a duplicated key
-/// is unreadable.
-fn members(raw: &RawValue) -> Result<Option<Members<'_>>, Unreadable> {
-    if !raw.get().starts_with('{') {
-        return Ok(None);
-    }
-    let map: Members = serde_json::from_str::<MembersOf>(raw.get())
-        .map_err(|_| Unreadable)?
-        .0;
-    for (i, (k, _)) in map.iter().enumerate() {
-        if map[..i].iter().any(|(seen, _)| seen == k) {
-            return Err(Unreadable);
-        }
-    }
-    Ok(Some(map))
+/// Could `text` name a tool list? Without `"tools"` spelled plainly (in
+/// any ASCII case), an escape, or the long s that folds onto `s`, it cannot.
+fn may_hold_a_list(text: &[u8]) -> bool {
+    const LONG_S: &[u8] = "\u{17F}".as_bytes();
+    text.contains(&b'\\')
+        || text
+            .windows(7)
+            .any(|w| w[0] == b'"' && w[6] == b'"' && w[1..6].eq_ignore_ascii_case(b"tools"))
+        || text.windows(2).any(|w| w == LONG_S)
 }
 
-fn member<'a>(map: &Members<'a>, key: &str) -> Option<&'a RawValue> {
-    map.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-}
-
-/// Filters one message: `Some(text)` when its tool list lost tools.
-fn filter_object(
-    raw: &RawValue,
+/// A batch: each message filtered; `Some` when any lost tools.
+fn filter_batch(
+    text: &[u8],
     ids: &ListIds,
     allowed: &dyn Fn(&str) -> bool,
 ) -> Result<Option<String>, Unreadable> {
-    let Some(msg) = members(raw)? else {
-        return Ok(None);
-    };
-    if member(&msg, "method").is_some() {
-        return Ok(None);
-    }
-    let id = match member(&msg, "id") {
-        Some(raw) => Some(serde_json::from_str::<Value>(raw.get()).map_err(|_| Unreadable)?),
-        None => None,
-    };
-    if !ids.wants(id.as_ref()) {
-        return Ok(None);
-    }
-    let Some(result) = member(&msg, "result") else {
-        return Ok(None);
-    };
-    let Some(result_members) = members(result)? else {
-        return Ok(None);
-    };
-    let Some(tools) = member(&result_members, "tools") else {
-        return Ok(None);
-    };
-    if !tools.get().starts_with('[') {
-        return Ok(None);
-    }
-    let tools: Vec<&RawValue> = serde_json::from_str(tools.get()).map_err(|_| Unreadable)?;
-    let mut kept = Vec::with_capacity(tools.len());
-    for tool in &tools {
-        // A tool without a readable name cannot be checked, so it is dropped.
-        let name = members(tool)?
-            .and_then(|m| member(&m, "name"))
-            .and_then(|n| serde_json::from_str::<Cow<str>>(n.get()).ok());
-        if name.is_some_and(|n| allowed(&n)) {
-            kept.push(Cow::Borrowed(tool.get()));
+    let items: Vec<&RawValue> = serde_json::from_slice(text).map_err(|_| Unreadable)?;
+    let mut changed = false;
+    let mut parts = Vec::with_capacity(items.len());
+    for item in items {
+        let message = read_message(item.get().as_bytes())?;
+        match message.map_or(Ok(None), |m| m.filtered(ids, allowed))? {
+            Some(out) => {
+                changed = true;
+                parts.push(Cow::Owned(out));
+            }
+            None => parts.push(Cow::Borrowed(item.get())),
         }
     }
-    if kept.len() == tools.len() {
-        return Ok(None);
+    Ok(changed.then(|| join_array(&parts)))
+}
+
+/// A response the gateway cannot check.
+struct Unreadable;
+
+/// An object's members in order, each value as its original JSON text, or
+/// `None` for the one member read further (`result`, `tools`).
+type Members<'a> = Vec<(Cow<'a, str>, Option<&'a RawValue>)>;
+
+/// One message as far as the tool names: `None` when it is not an object.
+fn read_message(text: &[u8]) -> Result<Option<Message<'_>>, Unreadable> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let message = ObjectOr(MessageMembers)
+        .deserialize(&mut de)
+        .map_err(|_| Unreadable)?;
+    de.end().map_err(|_| Unreadable)?;
+    Ok(message)
+}
+
+/// A message's members, read on the way to its tool names.
+struct Message<'a> {
+    members: Members<'a>,
+    /// It has a `method`: a request or notification, not a result.
+    has_method: bool,
+    id: Option<&'a RawValue>,
+    /// `result`, and its members if it is an object.
+    result: Option<Option<ResultMembers<'a>>>,
+    /// A duplicated member, or a look-alike of `method`, `id` or `result`.
+    ambiguous: bool,
+}
+
+/// A `result` object's members.
+struct ResultMembers<'a> {
+    members: Members<'a>,
+    /// `tools`, and its items if it is an array.
+    tools: Option<Option<Vec<&'a RawValue>>>,
+    /// A duplicated member, or a look-alike of `tools`.
+    ambiguous: bool,
+}
+
+impl<'a> Message<'a> {
+    /// The message with its tool list filtered: `Some` when it lost tools.
+    fn filtered(
+        self,
+        ids: &ListIds,
+        allowed: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>, Unreadable> {
+        if self.ambiguous {
+            return Err(Unreadable);
+        }
+        if self.has_method {
+            return Ok(None);
+        }
+        let id = match self.id {
+            Some(raw) => Some(serde_json::from_str::<Value>(raw.get()).map_err(|_| Unreadable)?),
+            None => None,
+        };
+        if !ids.wants(id.as_ref()) {
+            return Ok(None);
+        }
+        let Some(Some(result)) = self.result else {
+            return Ok(None);
+        };
+        if result.ambiguous {
+            return Err(Unreadable);
+        }
+        let Some(Some(tools)) = &result.tools else {
+            return Ok(None);
+        };
+        let mut kept = Vec::with_capacity(tools.len());
+        for tool in tools {
+            // A tool without a readable name cannot be checked, so it is dropped.
+            if tool_name(tool)?.is_some_and(|n| allowed(&n)) {
+                kept.push(Cow::Borrowed(tool.get()));
+            }
+        }
+        if kept.len() == tools.len() {
+            return Ok(None);
+        }
+        let tools_text = join_array(&kept);
+        let result_text = join_object(&result.members, &tools_text);
+        Ok(Some(join_object(&self.members, &result_text)))
     }
-    let tools_text = join_array(&kept);
-    let result_text = join_object(&result_members, "tools", &tools_text);
-    Ok(Some(join_object(&msg, "result", &result_text)))
+}
+
+/// A tool's `name` as a client reads it (escapes decoded); `None` when it
+/// has none that is a string, or is not an object.
+fn tool_name(tool: &RawValue) -> Result<Option<Cow<'_, str>>, Unreadable> {
+    let mut de = serde_json::Deserializer::from_str(tool.get());
+    match ObjectOr(ToolName).deserialize(&mut de) {
+        Ok(Some(Ok(name))) => Ok(name.and_then(|n| serde_json::from_str(n.get()).ok())),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(Unreadable))) | Err(_) => Err(Unreadable),
+    }
+}
+
+/// Where a member name is on the way to the tool names.
+enum Way {
+    /// Exactly the name at this index.
+    Is(usize),
+    /// Not it, but a lenient client would read it as one of them.
+    LookAlike,
+    /// Neither.
+    Other,
+}
+
+fn way(key: &str, names: &[&str]) -> Way {
+    if let Some(i) = names.iter().position(|n| key == *n) {
+        Way::Is(i)
+    } else if names.iter().any(|n| fold_eq(key, n)) {
+        Way::LookAlike
+    } else {
+        Way::Other
+    }
+}
+
+fn has_duplicates<T>(members: &[(Cow<str>, T)]) -> bool {
+    members
+        .iter()
+        .enumerate()
+        .any(|(i, (k, _))| members[..i].iter().any(|(seen, _)| seen == k))
+}
+
+struct MessageMembers;
+
+impl<'de> ReadMembers<'de> for MessageMembers {
+    type Out = Message<'de>;
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+        const METHOD: usize = 0;
+        const ID: usize = 1;
+        let mut out = Message {
+            members: Vec::new(),
+            has_method: false,
+            id: None,
+            result: None,
+            ambiguous: false,
+        };
+        while let Some(key) = map.next_key_seed(Text)? {
+            let value = match way(&key, &["method", "id", "result"]) {
+                Way::Is(METHOD) => {
+                    out.has_method = true;
+                    Some(map.next_value()?)
+                }
+                Way::Is(ID) => {
+                    let id: &RawValue = map.next_value()?;
+                    out.id.get_or_insert(id);
+                    Some(id)
+                }
+                Way::Is(_) => {
+                    out.result = Some(map.next_value_seed(ObjectOr(ResultOf))?);
+                    None
+                }
+                Way::LookAlike => {
+                    out.ambiguous = true;
+                    Some(map.next_value()?)
+                }
+                Way::Other => Some(map.next_value()?),
+            };
+            out.members.push((key, value));
+        }
+        out.ambiguous |= has_duplicates(&out.members);
+        Ok(out)
+    }
+}
+
+struct ResultOf;
+
+impl<'de> ReadMembers<'de> for ResultOf {
+    type Out = ResultMembers<'de>;
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultMembers<'de>, A::Error> {
+        let mut out = ResultMembers {
+            members: Vec::new(),
+            tools: None,
+            ambiguous: false,
+        };
+        while let Some(key) = map.next_key_seed(Text)? {
+            let value = match way(&key, &["tools"]) {
+                Way::Is(_) => {
+                    out.tools = Some(map.next_value_seed(ItemsOf)?);
+                    None
+                }
+                Way::LookAlike => {
+                    out.ambiguous = true;
+                    Some(map.next_value()?)
+                }
+                Way::Other => Some(map.next_value()?),
+            };
+            out.members.push((key, value));
+        }
+        out.ambiguous |= has_duplicates(&out.members);
+        Ok(out)
+    }
+}
+
+/// A tool's `name` member (its JSON text), or a duplicate or look-alike
+/// member that makes the tool unreadable; the other members are skipped.
+struct ToolName;
+
+impl<'de> ReadMembers<'de> for ToolName {
+    type Out = Result<Option<&'de RawValue>, Unreadable>;
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut keys: Vec<(Cow<str>, ())> = Vec::new();
+        let mut name = None;
+        let mut ambiguous = false;
+        while let Some(key) = map.next_key_seed(Text)? {
+            match way(&key, &["name"]) {
+                Way::Is(_) => name = Some(map.next_value()?),
+                Way::LookAlike => {
+                    ambiguous = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Way::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            keys.push((key, ()));
+        }
+        if ambiguous || has_duplicates(&keys) {
+            return Ok(Err(Unreadable));
+        }
+        Ok(Ok(name))
+    }
+}
+
+/// A member name, borrowed from the text unless it had escapes.
+struct Text;
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// An array's items as their JSON text; `None` for any other value.
+struct ItemsOf;
+
+impl<'de> DeserializeSeed<'de> for ItemsOf {
+    type Value = Option<Vec<&'de RawValue>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsOf {
+    type Value = Option<Vec<&'de RawValue>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Some(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 fn join_array(items: &[Cow<str>]) -> String {
@@ -185,52 +421,28 @@ fn join_array(items: &[Cow<str>]) -> String {
     out
 }
 
-/// The object `map` with member `key`'s value replaced by `value`.
-fn join_object(map: &Members, key: &str, value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 64);
+/// The object of `members` with the value of the one read further
+/// (`None`) replaced by `value`.
+fn join_object(members: &Members, value: &str) -> String {
+    let mut out = String::with_capacity(
+        value.len()
+            + members
+                .iter()
+                .map(|(k, v)| k.len() + v.map_or(0, |v| v.get().len()) + 4)
+                .sum::<usize>()
+            + 2,
+    );
     out.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in members.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(&serde_json::to_string(k).expect("a string serializes"));
         out.push(':');
-        out.push_str(if k == key { value } else { v.get() });
+        out.push_str(v.map_or(value, |v| v.get()));
     }
     out.push('}');
     out
-}
-
-/// Deserializes an object into its members in order, keys unescaped,
-/// values left as raw JSON.
-struct MembersOf<'a>(Members<'a>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for MembersOf<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = MembersOf<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = a.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = a.next_value()?;
-                    out.push((key, value));
-                }
-                Ok(MembersOf(out))
-            }
-        }
-        d.deserialize_map(Visit(std::marker::PhantomData))
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -324,6 +536,27 @@ mod raw_tests {
         ] {
             assert_eq!(
                 filter_message(text, &ListIds::Any, &allow_search),
+                Filtered::Unreadable,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn look_alikes_on_the_way_to_names_are_unreadable() {
+        // A client that matches member names without regard to case (Go's
+        // encoding/json does, folding the long s and Kelvin sign too) would
+        // read each of these as the member the gateway did not check.
+        for text in [
+            br#"{"jsonrpc":"2.0","id":1,"Result":{"tools":[{"name":"delete_x"}]}}"#.as_slice(),
+            br#"{"jsonrpc":"2.0","id":1,"result":{"TOOLS":[{"name":"delete_x"}]}}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tool\u{17F}\":[{\"name\":\"delete_x\"}]}}".as_bytes(),
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search_a","Name":"delete_x"}]}}"#,
+            br#"{"jsonrpc":"2.0","id":2,"ID":1,"result":{"tools":[{"name":"delete_x"}]}}"#,
+        ] {
+            assert_eq!(
+                filter_message(text, &ListIds::Ids(vec![json!(1)]), &allow_search),
                 Filtered::Unreadable,
                 "{}",
                 String::from_utf8_lossy(text)

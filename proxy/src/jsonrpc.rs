@@ -379,7 +379,7 @@ impl<'de> ReadMembers<'de> for ParamMembers {
 /// Case folding as lenient decoders apply it: ASCII, plus the two non-ASCII
 /// letters that fold onto ASCII (U+017F long s, U+212A Kelvin sign).
 /// `target` is lower-case ASCII.
-fn fold_eq(key: &str, target: &str) -> bool {
+pub(crate) fn fold_eq(key: &str, target: &str) -> bool {
     if key.is_ascii() {
         // The common case: no letter folds across scripts, so lengths must match.
         return key.eq_ignore_ascii_case(target);
