@@ -194,13 +194,11 @@ impl Gateway {
                 tokio::select! {
                     ready = upstream.readable() => {
                         ready.map_err(|e| cut(&head, upstream_failed(e.to_string())))?;
-                        let mut buf = vec![0; READ];
-                        match upstream.try_read(&mut buf) {
+                        // Read into spare capacity: nothing to zero first.
+                        let mut buf = Vec::with_capacity(READ);
+                        match upstream.try_read_buf(&mut buf) {
                             Ok(0) => upstream_closed = true,
-                            Ok(n) => {
-                                buf.truncate(n);
-                                pending = buf;
-                            }
+                            Ok(_) => pending = buf,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                             Err(e) => return Err(cut(&head, upstream_failed(e.to_string()))),
                         }
@@ -242,18 +240,29 @@ impl Gateway {
             let mut chunk = Some(Bytes::from(payload));
             self.filter_body(&mut chunk, complete, ctx)
                 .map_err(|e| cut(&head, e))?;
-            let mut out = head.take().unwrap_or_default();
-            if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
-                ctx.audit.tap.push(&chunk);
-                if relay.chunked {
-                    http1::push_chunk(&mut out, &chunk);
-                } else {
-                    out.extend_from_slice(&chunk);
+            let chunk = chunk.filter(|c| !c.is_empty());
+            if let Some(chunk) = &chunk {
+                ctx.audit.tap.push(chunk);
+            }
+            let out = match (head.take(), chunk) {
+                // A later piece of a body passed on as it came: written as it is.
+                (None, Some(chunk)) if !relay.chunked => chunk,
+                (head, chunk) => {
+                    // The head and the first piece go in one write.
+                    let mut out = head.unwrap_or_default();
+                    if let Some(chunk) = chunk {
+                        if relay.chunked {
+                            http1::push_chunk(&mut out, &chunk);
+                        } else {
+                            out.extend_from_slice(&chunk);
+                        }
+                    }
+                    if complete && relay.chunked {
+                        out.extend_from_slice(http1::LAST_CHUNK);
+                    }
+                    Bytes::from(out)
                 }
-            }
-            if complete && relay.chunked {
-                out.extend_from_slice(http1::LAST_CHUNK);
-            }
+            };
             if !out.is_empty() {
                 write(agent, &out).await.map_err(|e| RelayError {
                     error: agent_failed(ErrorType::WriteError, e.to_string()),

@@ -37,6 +37,8 @@ enum Script {
     /// Send the head and part of the body, then wait; note when the gateway
     /// closes the connection.
     StallMidBody,
+    /// Answer with a 200 KB result, sent in pieces with pauses between.
+    LargeInPieces,
 }
 
 /// A raw HTTP/1.1 upstream: answers each `tools/call` with the running
@@ -97,8 +99,12 @@ async fn serve_raw(
         }
         let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"].clone();
         let k = answered.fetch_add(1, Ordering::SeqCst) + 1;
+        let padding = match script {
+            Script::LargeInPieces => large_text(k),
+            _ => String::new(),
+        };
         let reply = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {k}"}}]}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {k}{padding}"}}]}}}}"#
         );
         if script == Script::EarlyHints {
             let hints = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n";
@@ -124,6 +130,19 @@ async fn serve_raw(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{smuggled}",
                 smuggled.len()
             ));
+        }
+        if script == Script::LargeInPieces {
+            // Head and a little of the body, then the rest in three pieces.
+            let pieces = [200, out.len() / 3, 2 * out.len() / 3, out.len()];
+            let mut from = 0;
+            for to in pieces {
+                if conn.write_all(&out.as_bytes()[from..to]).await.is_err() {
+                    return;
+                }
+                from = to;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
         }
         if conn.write_all(out.as_bytes()).await.is_err() {
             return;
@@ -518,6 +537,34 @@ async fn an_agent_leaving_mid_body_is_not_the_upstreams_error() {
     assert!(requests.contains("toolgate_requests_total{"), "{requests}");
     assert_eq!(upstream_errors(&metrics, "other"), None, "{requests}");
     gw.stop().await;
+}
+
+/// The padding of large answer `k`: 200 KB, different for each answer.
+fn large_text(k: usize) -> String {
+    (0..20_000).map(|i| format!(" {:09}", i * k)).collect()
+}
+
+#[tokio::test]
+async fn a_large_answer_arriving_in_pieces_is_relayed_byte_for_byte() {
+    let up = raw_upstream(Script::LargeInPieces).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for id in 1..=2u64 {
+        let (head, body) = call(&mut agent, &mut buf, &gw, id).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let expected = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"answer {id}{}"}}]}}}}"#,
+            large_text(id as usize)
+        );
+        assert_eq!(body.len(), expected.len());
+        assert!(
+            body == expected,
+            "answer {id} differs from what the upstream sent"
+        );
+    }
+    // Both answers came over the one upstream connection, kept between them.
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
