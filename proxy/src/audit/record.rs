@@ -207,7 +207,22 @@ impl RecordBuilder {
             };
             return;
         };
-        let answers = answers(ev);
+        let tap = &ev.response;
+        let kept = tap.bytes();
+        let events = if tap.sse {
+            event_data(&kept)
+        } else {
+            Vec::new()
+        };
+        let answers: Vec<Answer> = match (tap.sse, tap.truncated) {
+            (true, _) => events
+                .iter()
+                .flat_map(|d| answers_in(d.as_bytes()))
+                .collect(),
+            // A cut JSON body holds no whole answer.
+            (false, true) => Vec::new(),
+            (false, false) => answers_in(&kept),
+        };
         let answer = answers
             .iter()
             .find(|a| a.id.as_ref() == Some(&id))
@@ -250,16 +265,16 @@ impl RecordBuilder {
 /// A JSON-RPC answer as the audit record reads it: its id, and its result
 /// (what the outcome needs of it) or error.
 #[derive(serde::Deserialize)]
-struct Answer {
+struct Answer<'a> {
     #[serde(default)]
     id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    result: Option<ResultSummary>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<ResultSummary<'a>>,
     #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
 
-impl Answer {
+impl Answer<'_> {
     fn answers(&self) -> bool {
         self.result.is_some() || self.error.is_some()
     }
@@ -269,11 +284,11 @@ impl Answer {
 /// (a large result is not scanned twice): `isError`, and `content` left
 /// unparsed for an excerpt. Any result that is not an object has neither.
 #[derive(Default)]
-struct ResultSummary {
+struct ResultSummary<'a> {
     /// `isError`; none when it is given twice.
     is_error: Option<Value>,
-    /// The last `content`.
-    content: Option<Box<RawValue>>,
+    /// The last `content`, as its text in the response (not copied).
+    content: Option<&'a RawValue>,
 }
 
 /// The members of a result the record reads (names escapes-decoded).
@@ -288,7 +303,7 @@ enum ResultMember {
     Other,
 }
 
-impl<'de> serde::Deserialize<'de> for ResultSummary {
+impl<'de> serde::Deserialize<'de> for ResultSummary<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::DeserializeSeed;
         ObjectOr(SummaryMembers)
@@ -301,8 +316,11 @@ impl<'de> serde::Deserialize<'de> for ResultSummary {
 struct SummaryMembers;
 
 impl<'de> ReadMembers<'de> for SummaryMembers {
-    type Out = ResultSummary;
-    fn read<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary, A::Error> {
+    type Out = ResultSummary<'de>;
+    fn read<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<ResultSummary<'de>, A::Error> {
         let mut out = ResultSummary::default();
         let mut is_error_seen = 0;
         while let Some(key) = map.next_key::<ResultMember>()? {
@@ -325,42 +343,31 @@ impl<'de> ReadMembers<'de> for SummaryMembers {
     }
 }
 
-/// Every JSON-RPC answer found in the kept part of the response.
-fn answers(ev: &AuditEvent) -> Vec<Answer> {
-    let tap = &ev.response;
-    let bytes = tap.bytes();
-    if !tap.sse {
-        if tap.truncated {
-            return Vec::new();
-        }
-        return answers_in(&bytes);
-    }
-    let text = String::from_utf8_lossy(&bytes);
+/// The data of each event in the kept part of an event stream.
+fn event_data(kept: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(kept);
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     normalized
         .split("\n\n")
-        .flat_map(|event| {
+        .filter_map(|event| {
             let data: Vec<&str> = event
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(|d| d.strip_prefix(' ').unwrap_or(d))
                 .collect();
-            if data.is_empty() {
-                return Vec::new();
-            }
-            answers_in(data.join("\n").as_bytes())
+            (!data.is_empty()).then(|| data.join("\n"))
         })
         .collect()
 }
 
 /// The answers in one JSON text (a message or a batch).
-fn answers_in(json: &[u8]) -> Vec<Answer> {
+fn answers_in(json: &[u8]) -> Vec<Answer<'_>> {
     let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
     let found: Vec<Answer> = if batch {
         // Elements that are not answers (or not objects) are skipped.
-        let items: Vec<Box<RawValue>> = serde_json::from_slice(json).unwrap_or_default();
+        let items: Vec<&RawValue> = serde_json::from_slice(json).unwrap_or_default();
         items
-            .iter()
+            .into_iter()
             .filter_map(|item| serde_json::from_str(item.get()).ok())
             .collect()
     } else {
@@ -406,6 +413,22 @@ mod tests {
         let summary = found[0].result.as_ref().expect("a result");
         let content = summary.content.as_ref().map(|c| c.get().to_string());
         (summary.is_error.clone(), content)
+    }
+
+    #[test]
+    fn answers_are_read_from_each_event_of_a_stream() {
+        let kept = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata: \"result\":{\"content\":[],\"isError\":true}}\n\n";
+        let events = event_data(kept);
+        assert_eq!(events.len(), 2, "{events:?}");
+        let answers: Vec<Answer> = events
+            .iter()
+            .flat_map(|d| answers_in(d.as_bytes()))
+            .collect();
+        assert_eq!(answers.len(), 1, "a notification is no answer");
+        assert_eq!(answers[0].id, Some(Value::from(1)));
+        let result = answers[0].result.as_ref().expect("a result");
+        assert_eq!(result.is_error, Some(Value::Bool(true)));
+        assert_eq!(result.content.map(RawValue::get), Some("[]"));
     }
 
     #[test]
