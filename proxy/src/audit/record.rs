@@ -4,14 +4,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::message::{present, Message};
 use super::redact;
+use super::tap::ResponseTap;
 use super::AuditEvent;
 use crate::error::Refusal;
 use crate::jsonrpc::{ObjectOr, ReadMembers};
@@ -207,6 +210,10 @@ impl RecordBuilder {
             };
             return;
         };
+        let excerpt_chars = ev
+            .route
+            .as_ref()
+            .map_or(0, |r| r.upstream().audit.response_excerpt);
         let tap = &ev.response;
         let kept = tap.bytes();
         let events = if tap.sse {
@@ -214,67 +221,113 @@ impl RecordBuilder {
         } else {
             Vec::new()
         };
-        let answers: Vec<Answer> = match (tap.sse, tap.truncated) {
-            (true, _) => events
-                .iter()
-                .flat_map(|d| answers_in(d.as_bytes()))
-                .collect(),
-            // A cut JSON body holds no whole answer.
-            (false, true) => Vec::new(),
-            (false, false) => answers_in(&kept),
-        };
-        let answer = answers
-            .iter()
-            .find(|a| a.id.as_ref() == Some(&id))
-            .or_else(|| (count == 1 && answers.len() == 1).then(|| &answers[0]));
-        let Some(answer) = answer else {
-            return;
-        };
-        if let Some(err) = &answer.error {
-            rec.outcome = Outcome::Error;
-            rec.error_code = err.get("code").and_then(Value::as_i64);
-            return;
-        }
-        let Some(result) = &answer.result else {
-            return;
-        };
-        let excerpt_chars = ev
-            .route
-            .as_ref()
-            .map_or(0, |r| r.upstream().audit.response_excerpt);
-        rec.outcome = if result.is_error.as_ref().and_then(Value::as_bool) == Some(true) {
-            Outcome::ToolError
-        } else {
-            Outcome::Success
-        };
         if excerpt_chars > 0 {
-            // The first text of `content`, read only when an excerpt is asked for.
-            let content = result
-                .content
-                .as_ref()
-                .and_then(|c| serde_json::from_str::<Value>(c.get()).ok());
-            rec.response_excerpt = content
-                .as_ref()
-                .and_then(Value::as_array)
-                .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
-                .map(|t| truncate(t, excerpt_chars));
+            let answers = read_answers::<&RawValue>(tap, &kept, &events);
+            judge(&answers, &id, count, rec, excerpt_chars);
+        } else {
+            // `content` is skipped, not kept: a large result is not even
+            // checked as text.
+            let answers = read_answers::<IgnoredAny>(tap, &kept, &events);
+            judge(&answers, &id, count, rec, 0);
         }
+    }
+}
+
+/// The answers in the kept part of a response (`kept`; `events`: the data
+/// of each of its events, for an event stream).
+fn read_answers<'a, C: Content<'a>>(
+    tap: &ResponseTap,
+    kept: &'a [u8],
+    events: &'a [String],
+) -> Vec<Answer<C>> {
+    match (tap.sse, tap.truncated) {
+        (true, _) => events
+            .iter()
+            .flat_map(|d| answers_in(d.as_bytes()))
+            .collect(),
+        // A cut JSON body holds no whole answer.
+        (false, true) => Vec::new(),
+        (false, false) => answers_in(kept),
+    }
+}
+
+/// The outcome of the call with `id` (one of `count` messages), from the
+/// answers to it, and an excerpt of its result's text when one is asked for.
+fn judge<'a, C: Content<'a>>(
+    answers: &[Answer<C>],
+    id: &Value,
+    count: usize,
+    rec: &mut AuditRecord,
+    excerpt_chars: usize,
+) {
+    let answer = answers
+        .iter()
+        .find(|a| a.id.as_ref() == Some(id))
+        .or_else(|| (count == 1 && answers.len() == 1).then(|| &answers[0]));
+    let Some(answer) = answer else {
+        return;
+    };
+    if let Some(err) = &answer.error {
+        rec.outcome = Outcome::Error;
+        rec.error_code = err.get("code").and_then(Value::as_i64);
+        return;
+    }
+    let Some(result) = &answer.result else {
+        return;
+    };
+    rec.outcome = if result.is_error.as_ref().and_then(Value::as_bool) == Some(true) {
+        Outcome::ToolError
+    } else {
+        Outcome::Success
+    };
+    if excerpt_chars > 0 {
+        // The first text of `content`, read only when an excerpt is asked for.
+        let content = result
+            .content
+            .as_ref()
+            .and_then(Content::text)
+            .and_then(|c| serde_json::from_str::<Value>(c).ok());
+        rec.response_excerpt = content
+            .as_ref()
+            .and_then(Value::as_array)
+            .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
+            .map(|t| truncate(t, excerpt_chars));
+    }
+}
+
+/// How a result's `content` is read: as its text in the response (for an
+/// excerpt), or skipped.
+trait Content<'de>: serde::Deserialize<'de> {
+    /// The content's JSON text, if it was kept.
+    fn text(&self) -> Option<&'de str>;
+}
+
+impl<'de> Content<'de> for &'de RawValue {
+    fn text(&self) -> Option<&'de str> {
+        Some(self.get())
+    }
+}
+
+impl<'de> Content<'de> for IgnoredAny {
+    fn text(&self) -> Option<&'de str> {
+        None
     }
 }
 
 /// A JSON-RPC answer as the audit record reads it: its id, and its result
 /// (what the outcome needs of it) or error.
 #[derive(serde::Deserialize)]
-struct Answer<'a> {
+#[serde(bound(deserialize = "C: serde::Deserialize<'de>"))]
+struct Answer<C> {
     #[serde(default)]
     id: Option<Value>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    result: Option<ResultSummary<'a>>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<ResultSummary<C>>,
     #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
 
-impl Answer<'_> {
+impl<C> Answer<C> {
     fn answers(&self) -> bool {
         self.result.is_some() || self.error.is_some()
     }
@@ -283,12 +336,20 @@ impl Answer<'_> {
 /// What a record needs of a result, read in the one pass over the answer
 /// (a large result is not scanned twice): `isError`, and `content` left
 /// unparsed for an excerpt. Any result that is not an object has neither.
-#[derive(Default)]
-struct ResultSummary<'a> {
+struct ResultSummary<C> {
     /// `isError`; none when it is given twice.
     is_error: Option<Value>,
-    /// The last `content`, as its text in the response (not copied).
-    content: Option<&'a RawValue>,
+    /// The last `content` (see [`Content`]).
+    content: Option<C>,
+}
+
+impl<C> Default for ResultSummary<C> {
+    fn default() -> Self {
+        ResultSummary {
+            is_error: None,
+            content: None,
+        }
+    }
 }
 
 /// The members of a result the record reads (names escapes-decoded).
@@ -303,24 +364,21 @@ enum ResultMember {
     Other,
 }
 
-impl<'de> serde::Deserialize<'de> for ResultSummary<'de> {
+impl<'de, C: serde::Deserialize<'de>> serde::Deserialize<'de> for ResultSummary<C> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::DeserializeSeed;
-        ObjectOr(SummaryMembers)
+        ObjectOr(SummaryMembers(PhantomData))
             .deserialize(d)
             .map(Option::unwrap_or_default)
     }
 }
 
 /// What [`ResultSummary`] reads of a result object.
-struct SummaryMembers;
+struct SummaryMembers<C>(PhantomData<C>);
 
-impl<'de> ReadMembers<'de> for SummaryMembers {
-    type Out = ResultSummary<'de>;
-    fn read<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<ResultSummary<'de>, A::Error> {
+impl<'de, C: serde::Deserialize<'de>> ReadMembers<'de> for SummaryMembers<C> {
+    type Out = ResultSummary<C>;
+    fn read<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary<C>, A::Error> {
         let mut out = ResultSummary::default();
         let mut is_error_seen = 0;
         while let Some(key) = map.next_key::<ResultMember>()? {
@@ -331,7 +389,7 @@ impl<'de> ReadMembers<'de> for SummaryMembers {
                 }
                 ResultMember::Content => out.content = Some(map.next_value()?),
                 ResultMember::Other => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }
@@ -361,9 +419,9 @@ fn event_data(kept: &[u8]) -> Vec<String> {
 }
 
 /// The answers in one JSON text (a message or a batch).
-fn answers_in(json: &[u8]) -> Vec<Answer<'_>> {
+fn answers_in<'a, C: serde::Deserialize<'a>>(json: &'a [u8]) -> Vec<Answer<C>> {
     let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
-    let found: Vec<Answer> = if batch {
+    let found: Vec<Answer<C>> = if batch {
         // Elements that are not answers (or not objects) are skipped.
         let items: Vec<&RawValue> = serde_json::from_slice(json).unwrap_or_default();
         items
@@ -408,10 +466,14 @@ mod tests {
 
     fn outcome_of(result: &str) -> (Option<Value>, Option<String>) {
         let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
-        let found = answers_in(answer.as_bytes());
+        let found = answers_in::<&RawValue>(answer.as_bytes());
         assert_eq!(found.len(), 1, "{answer}");
         let summary = found[0].result.as_ref().expect("a result");
         let content = summary.content.as_ref().map(|c| c.get().to_string());
+        // Read without its content (no excerpt asked for): the same outcome.
+        let skipped = answers_in::<IgnoredAny>(answer.as_bytes());
+        let without = skipped[0].result.as_ref().expect("a result");
+        assert_eq!(without.is_error, summary.is_error, "{answer}");
         (summary.is_error.clone(), content)
     }
 
@@ -420,7 +482,7 @@ mod tests {
         let kept = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata: \"result\":{\"content\":[],\"isError\":true}}\n\n";
         let events = event_data(kept);
         assert_eq!(events.len(), 2, "{events:?}");
-        let answers: Vec<Answer> = events
+        let answers: Vec<Answer<&RawValue>> = events
             .iter()
             .flat_map(|d| answers_in(d.as_bytes()))
             .collect();
@@ -449,7 +511,8 @@ mod tests {
             assert_eq!(outcome_of(other), (None, None), "{other}");
         }
         // An error answer has no result.
-        let error = answers_in(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601}}"#);
+        let error =
+            answers_in::<IgnoredAny>(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601}}"#);
         assert!(error[0].result.is_none() && error[0].error.is_some());
     }
 }
