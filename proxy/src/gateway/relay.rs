@@ -153,8 +153,8 @@ fn agent_failed(etype: ErrorType, why: String) -> Box<Error> {
     Error::explain(etype, why).into_down()
 }
 
-/// The caller's access ended while the response was relayed.
-fn access_ended(why: String) -> Box<Error> {
+/// The caller's access ended while its response was prepared or relayed.
+pub(super) fn access_ended(why: String) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(403), why)
 }
 

@@ -9,6 +9,7 @@ use pingora_http::ResponseHeader;
 
 use std::sync::Arc;
 
+use super::relay::access_ended;
 use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
 use crate::admit::Route;
 use crate::error::Refusal;
@@ -61,9 +62,9 @@ impl Gateway {
         }
         if content_type.starts_with(b"text/event-stream") {
             // Re-check first: a sweep that ran before this registration must not be missed.
-            route.refresh(&self.snapshots).map_err(|r| {
-                Error::explain(ErrorType::HTTPStatus(403), format!("access ended: {r}"))
-            })?;
+            route
+                .refresh(&self.snapshots)
+                .map_err(|r| access_ended(format!("access ended: {r}")))?;
             ctx.stream = self.register_stream(route);
         }
         if !route.list_ids.is_active() {
@@ -129,12 +130,9 @@ impl Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
-        route.refresh(&self.snapshots).map_err(|r| {
-            Error::explain(
-                ErrorType::HTTPStatus(403),
-                format!("access ended mid-response: {r}"),
-            )
-        })?;
+        route
+            .refresh(&self.snapshots)
+            .map_err(|r| access_ended(format!("access ended mid-response: {r}")))?;
         let allowed = |tool: &str| route.can_call(tool);
         match &mut ctx.response {
             ResponseMode::PassThrough => {}
