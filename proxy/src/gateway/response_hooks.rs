@@ -160,7 +160,9 @@ impl Gateway {
                     {
                         Some((Filtered::Unchanged, whole)) => whole,
                         Some((Filtered::Rewritten(out), _)) => out,
-                        Some((Filtered::Unreadable, _)) | None => filter::unreadable_error(),
+                        Some((Filtered::Unreadable, _)) | None => {
+                            unreadable_list(route.server_name())
+                        }
                     };
                     *body = Some(Bytes::from(out));
                 }
@@ -174,7 +176,7 @@ impl Gateway {
                         &mut |data| match filter::filter_message(data, ids, &allowed) {
                             Filtered::Unchanged => None,
                             Filtered::Rewritten(out) => Some(out),
-                            Filtered::Unreadable => Some(filter::unreadable_error()),
+                            Filtered::Unreadable => Some(unreadable_list(route.server_name())),
                         },
                     )
                     .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
@@ -248,4 +250,14 @@ fn inflate(data: &[u8], gzip: bool) -> Option<Vec<u8>> {
             .read_to_end(&mut out)
     };
     (read.is_ok() && out.len() <= MAX_FILTERED_JSON).then_some(out)
+}
+
+/// The error that replaces a tool list the gateway could not check, logged
+/// for the operator (the server's name only, never the body).
+fn unreadable_list(server: &str) -> Vec<u8> {
+    tracing::warn!(
+        server,
+        "tools/list answer not checkable (not JSON, or a member duplicated or spelled like one the gateway reads): replaced by an error"
+    );
+    filter::unreadable_error()
 }

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use toolgate_proxy::metrics::ProxyMetrics;
 use toolgate_proxy::server::GatewayOptions;
 
-use crate::common::{Gateway, ALICE, UPSTREAM_SECRET};
+use crate::common::{post, Gateway, ALICE, UPSTREAM_SECRET};
 
 /// What the scripted upstream does with the `n`th request (from 0) on a connection.
 #[derive(Clone, Copy, PartialEq)]
@@ -39,6 +39,9 @@ enum Script {
     StallMidBody,
     /// Answer with a 200 KB result, sent in pieces with pauses between.
     LargeInPieces,
+    /// Answer with a tool list that has a look-alike `"Tools"` member:
+    /// as JSON to odd ids, as an event stream to even ones.
+    LookAlikeList,
 }
 
 /// A raw HTTP/1.1 upstream: answers each `tools/call` with the running
@@ -98,6 +101,26 @@ async fn serve_raw(
             continue;
         }
         let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"].clone();
+        if script == Script::LookAlikeList {
+            let list = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[{{"name":"search_a"}}],"Tools":[{{"name":"delete_x"}}]}}}}"#
+            );
+            let (content_type, body) = match id.as_u64() {
+                Some(n) if n % 2 == 0 => (
+                    "text/event-stream",
+                    format!("event: message\ndata: {list}\n\n"),
+                ),
+                _ => ("application/json", list),
+            };
+            let out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if conn.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let k = answered.fetch_add(1, Ordering::SeqCst) + 1;
         let padding = match script {
             Script::LargeInPieces => large_text(k),
@@ -565,6 +588,24 @@ async fn a_large_answer_arriving_in_pieces_is_relayed_byte_for_byte() {
     }
     // Both answers came over the one upstream connection, kept between them.
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_tool_list_a_lenient_client_would_misread_is_replaced_by_an_error() {
+    let up = raw_upstream(Script::LookAlikeList).await;
+    let gw = Gateway::start(up.addr).await;
+    // A client matching names without regard to case would take "Tools"
+    // (and its delete_x) for the list: the gateway passes on neither.
+    for id in [1, 2] {
+        let list = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+        let reply = post(&gw.url("demo"), Some(ALICE), list, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(!reply.body.contains("delete_x"), "{}", reply.body);
+        let messages = reply.messages();
+        assert_eq!(messages.len(), 1, "{}", reply.body);
+        assert_eq!(messages[0]["error"]["code"], -32603, "{}", reply.body);
+        assert!(messages[0].get("result").is_none(), "{}", reply.body);
+    }
 }
 
 #[tokio::test]
