@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::jsonrpc::{fold_eq, ObjectOr, ReadMembers};
+use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
 
 /// Which responses to filter.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +127,7 @@ type Members<'a> = Vec<(Cow<'a, str>, Option<&'a RawValue>)>;
 /// One message as far as the tool names: `None` when it is not an object.
 fn read_message(text: &[u8]) -> Result<Option<Message<'_>>, Unreadable> {
     let mut de = serde_json::Deserializer::from_slice(text);
-    let message = ObjectOr(MessageMembers)
+    let message = ShapeOr(MessageMembers)
         .deserialize(&mut de)
         .map_err(|_| Unreadable)?;
     de.end().map_err(|_| Unreadable)?;
@@ -204,7 +204,7 @@ impl<'a> Message<'a> {
 /// has none that is a string, or is not an object.
 fn tool_name(tool: &RawValue) -> Result<Option<Cow<'_, str>>, Unreadable> {
     let mut de = serde_json::Deserializer::from_str(tool.get());
-    match ObjectOr(ToolName).deserialize(&mut de) {
+    match ShapeOr(ToolName).deserialize(&mut de) {
         Ok(Some(Ok(name))) => Ok(name.and_then(|n| serde_json::from_str(n.get()).ok())),
         Ok(None) => Ok(None),
         Ok(Some(Err(Unreadable))) | Err(_) => Err(Unreadable),
@@ -238,74 +238,82 @@ fn has_duplicates<T>(members: &[(Cow<str>, T)]) -> bool {
         .any(|(i, (k, _))| members[..i].iter().any(|(seen, _)| seen == k))
 }
 
+/// An object's members in order: each value kept as its text, except those
+/// named in `names`, which `named` reads (`None` in the list). Also whether
+/// a member is duplicated or a look-alike of one of `names`.
+fn read_members<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    names: &[&str],
+    mut named: impl FnMut(usize, &mut A) -> Result<Option<&'de RawValue>, A::Error>,
+) -> Result<(Members<'de>, bool), A::Error> {
+    let mut members = Vec::new();
+    let mut ambiguous = false;
+    while let Some(key) = map.next_key_seed(Text)? {
+        let value = match way(&key, names) {
+            Way::Is(i) => named(i, map)?,
+            Way::LookAlike => {
+                ambiguous = true;
+                Some(map.next_value()?)
+            }
+            Way::Other => Some(map.next_value()?),
+        };
+        members.push((key, value));
+    }
+    let ambiguous = ambiguous || has_duplicates(&members);
+    Ok((members, ambiguous))
+}
+
 struct MessageMembers;
 
-impl<'de> ReadMembers<'de> for MessageMembers {
+impl<'de> ReadShape<'de> for MessageMembers {
     type Out = Message<'de>;
-    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Message<'de>>, A::Error> {
         const METHOD: usize = 0;
         const ID: usize = 1;
-        let mut out = Message {
-            members: Vec::new(),
-            has_method: false,
-            id: None,
-            result: None,
-            ambiguous: false,
-        };
-        while let Some(key) = map.next_key_seed(Text)? {
-            let value = match way(&key, &["method", "id", "result"]) {
-                Way::Is(METHOD) => {
-                    out.has_method = true;
-                    Some(map.next_value()?)
-                }
-                Way::Is(ID) => {
-                    let id: &RawValue = map.next_value()?;
-                    out.id.get_or_insert(id);
-                    Some(id)
-                }
-                Way::Is(_) => {
-                    out.result = Some(map.next_value_seed(ObjectOr(ResultOf))?);
-                    None
-                }
-                Way::LookAlike => {
-                    out.ambiguous = true;
-                    Some(map.next_value()?)
-                }
-                Way::Other => Some(map.next_value()?),
-            };
-            out.members.push((key, value));
-        }
-        out.ambiguous |= has_duplicates(&out.members);
-        Ok(out)
+        let (mut has_method, mut id, mut result) = (false, None, None);
+        let (members, ambiguous) =
+            read_members(&mut map, &["method", "id", "result"], |i, map| {
+                Ok(match i {
+                    METHOD => {
+                        has_method = true;
+                        Some(map.next_value()?)
+                    }
+                    ID => {
+                        let value: &RawValue = map.next_value()?;
+                        id.get_or_insert(value);
+                        Some(value)
+                    }
+                    _ => {
+                        result = Some(map.next_value_seed(ShapeOr(ResultOf))?);
+                        None
+                    }
+                })
+            })?;
+        Ok(Some(Message {
+            members,
+            has_method,
+            id,
+            result,
+            ambiguous,
+        }))
     }
 }
 
 struct ResultOf;
 
-impl<'de> ReadMembers<'de> for ResultOf {
+impl<'de> ReadShape<'de> for ResultOf {
     type Out = ResultMembers<'de>;
-    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultMembers<'de>, A::Error> {
-        let mut out = ResultMembers {
-            members: Vec::new(),
-            tools: None,
-            ambiguous: false,
-        };
-        while let Some(key) = map.next_key_seed(Text)? {
-            let value = match way(&key, &["tools"]) {
-                Way::Is(_) => {
-                    out.tools = Some(map.next_value_seed(ItemsOf)?);
-                    None
-                }
-                Way::LookAlike => {
-                    out.ambiguous = true;
-                    Some(map.next_value()?)
-                }
-                Way::Other => Some(map.next_value()?),
-            };
-            out.members.push((key, value));
-        }
-        out.ambiguous |= has_duplicates(&out.members);
-        Ok(out)
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<ResultMembers<'de>>, A::Error> {
+        let mut tools = None;
+        let (members, ambiguous) = read_members(&mut map, &["tools"], |_, map| {
+            tools = Some(map.next_value_seed(ShapeOr(ItemsOf))?);
+            Ok(None)
+        })?;
+        Ok(Some(ResultMembers {
+            members,
+            tools,
+            ambiguous,
+        }))
     }
 }
 
@@ -313,9 +321,9 @@ impl<'de> ReadMembers<'de> for ResultOf {
 /// member that makes the tool unreadable; the other members are skipped.
 struct ToolName;
 
-impl<'de> ReadMembers<'de> for ToolName {
+impl<'de> ReadShape<'de> for ToolName {
     type Out = Result<Option<&'de RawValue>, Unreadable>;
-    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Self::Out>, A::Error> {
         let mut keys: Vec<(Cow<str>, ())> = Vec::new();
         let mut name = None;
         let mut ambiguous = false;
@@ -333,9 +341,9 @@ impl<'de> ReadMembers<'de> for ToolName {
             keys.push((key, ()));
         }
         if ambiguous || has_duplicates(&keys) {
-            return Ok(Err(Unreadable));
+            return Ok(Some(Err(Unreadable)));
         }
-        Ok(Ok(name))
+        Ok(Some(Ok(name)))
     }
 }
 
@@ -365,46 +373,14 @@ impl<'de> Visitor<'de> for Text {
 /// An array's items as their JSON text; `None` for any other value.
 struct ItemsOf;
 
-impl<'de> DeserializeSeed<'de> for ItemsOf {
-    type Value = Option<Vec<&'de RawValue>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ItemsOf {
-    type Value = Option<Vec<&'de RawValue>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+impl<'de> ReadShape<'de> for ItemsOf {
+    type Out = Vec<&'de RawValue>;
+    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Self::Out>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
         Ok(Some(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 

@@ -12,9 +12,11 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
 
 /// A parsed request body: one message or a batch.
 #[derive(Debug)]
@@ -262,7 +264,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
                     match key {
                         Key::Significant(PARAMS) => {
                             let params = map
-                                .next_value_seed(ObjectOr(ParamMembers))?
+                                .next_value_seed(ShapeOr(ParamMembers))?
                                 .unwrap_or(Params::NotObject);
                             if std::mem::replace(&mut params_seen, true) {
                                 note(&mut out.problem, "duplicate member \"params\"".into());
@@ -297,64 +299,12 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
     }
 }
 
-/// Reads an object's members through `R`, and checks and skips any other
-/// JSON value (`None`): for a member that should be an object but may be
-/// anything.
-pub(crate) struct ObjectOr<R>(pub R);
-
-/// What [`ObjectOr`] makes of an object's members.
-pub(crate) trait ReadMembers<'de> {
-    /// What the members make.
-    type Out;
-    /// Reads every member of the object.
-    fn read<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
-}
-
-impl<'de, R: ReadMembers<'de>> de::DeserializeSeed<'de> for ObjectOr<R> {
-    type Value = Option<R::Out>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, R: ReadMembers<'de>> Visitor<'de> for ObjectOr<R> {
-    type Value = Option<R::Out>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.read(map).map(Some)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
 /// The significant members of a `params` object.
 struct ParamMembers;
 
-impl<'de> ReadMembers<'de> for ParamMembers {
+impl<'de> ReadShape<'de> for ParamMembers {
     type Out = Params<'de>;
-    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Params<'de>>, A::Error> {
         let mut members = [None; 4];
         let mut problem = None;
         while let Some(key) = map.next_key_seed(KeyOf(PARAM_KEYS))? {
@@ -372,30 +322,7 @@ impl<'de> ReadMembers<'de> for ParamMembers {
                 }
             }
         }
-        Ok(Params::Object { members, problem })
-    }
-}
-
-/// Case folding as lenient decoders apply it: ASCII, plus the two non-ASCII
-/// letters that fold onto ASCII (U+017F long s, U+212A Kelvin sign).
-/// `target` is lower-case ASCII.
-pub(crate) fn fold_eq(key: &str, target: &str) -> bool {
-    if key.is_ascii() {
-        // The common case: no letter folds across scripts, so lengths must match.
-        return key.eq_ignore_ascii_case(target);
-    }
-    let mut k = key.chars().map(|c| match c {
-        '\u{17F}' => 's',
-        '\u{212A}' => 'k',
-        c => c.to_ascii_lowercase(),
-    });
-    let mut t = target.chars();
-    loop {
-        match (k.next(), t.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
+        Ok(Some(Params::Object { members, problem }))
     }
 }
 

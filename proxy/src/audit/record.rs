@@ -17,7 +17,7 @@ use super::redact;
 use super::tap::ResponseTap;
 use super::AuditEvent;
 use crate::error::Refusal;
-use crate::jsonrpc::{ObjectOr, ReadMembers};
+use crate::json_shape::{ReadShape, ShapeOr};
 
 /// Sessions whose `clientInfo` is remembered (oldest forgotten first).
 const MAX_CLIENTS: usize = 100_000;
@@ -367,7 +367,7 @@ enum ResultMember {
 impl<'de, C: serde::Deserialize<'de>> serde::Deserialize<'de> for ResultSummary<C> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::DeserializeSeed;
-        ObjectOr(SummaryMembers(PhantomData))
+        ShapeOr(SummaryMembers(PhantomData))
             .deserialize(d)
             .map(Option::unwrap_or_default)
     }
@@ -376,9 +376,12 @@ impl<'de, C: serde::Deserialize<'de>> serde::Deserialize<'de> for ResultSummary<
 /// What [`ResultSummary`] reads of a result object.
 struct SummaryMembers<C>(PhantomData<C>);
 
-impl<'de, C: serde::Deserialize<'de>> ReadMembers<'de> for SummaryMembers<C> {
+impl<'de, C: serde::Deserialize<'de>> ReadShape<'de> for SummaryMembers<C> {
     type Out = ResultSummary<C>;
-    fn read<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ResultSummary<C>, A::Error> {
+    fn object<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Option<ResultSummary<C>>, A::Error> {
         let mut out = ResultSummary::default();
         let mut is_error_seen = 0;
         while let Some(key) = map.next_key::<ResultMember>()? {
@@ -397,7 +400,7 @@ impl<'de, C: serde::Deserialize<'de>> ReadMembers<'de> for SummaryMembers<C> {
             // Ambiguous: read as no `isError` at all.
             out.is_error = None;
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
