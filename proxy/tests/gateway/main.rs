@@ -11,6 +11,7 @@ mod legacy_sse;
 mod metrics;
 mod oidc;
 mod protocol;
+mod raw_upstream;
 mod reload;
 mod sdk;
 mod security;
