@@ -54,10 +54,11 @@ pub struct McpHeaders<'a> {
 impl<'a> McpHeaders<'a> {
     /// The `Mcp-Method` and `Mcp-Name` values of a request.
     pub fn of(headers: &'a http::HeaderMap) -> Self {
-        let all = |name: &str| headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        use crate::http_headers::{MCP_METHOD, MCP_NAME};
+        let all = |name| headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
         McpHeaders {
-            method: all("mcp-method"),
-            name: all("mcp-name"),
+            method: all(&MCP_METHOD),
+            name: all(&MCP_NAME),
         }
     }
 }

@@ -10,6 +10,9 @@ use std::mem::MaybeUninit;
 const MAX_FIELDS: usize = 64;
 /// Most header fields in an upstream response head.
 const MAX_RESPONSE_FIELDS: usize = 256;
+/// Room for the fields the gateway adds to a parsed head (`Host`, the
+/// credential, `traceparent`, framing), so its map need not grow.
+const ADDED_FIELDS: usize = 4;
 
 /// What the bytes read so far on a connection hold.
 pub enum Head {
@@ -95,8 +98,11 @@ pub fn classify(buf: &[u8]) -> Head {
     let method = if post { "POST" } else { "GET" };
     // Header case is not kept: names are case-insensitive, and the
     // upstream request is written from this header.
-    let Ok(req) = RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
-    else {
+    let Ok(req) = RequestHeader::build_no_case(
+        method,
+        path.as_bytes(),
+        Some(parsed.headers.len() + ADDED_FIELDS),
+    ) else {
         return Head::Other;
     };
     let mut parts = http::request::Parts::from(req);
@@ -172,7 +178,7 @@ pub fn response_head(
     if status == 101 || status < 100 {
         return Err(UnhandledHead);
     }
-    let resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len()))
+    let resp = ResponseHeader::build_no_case(status, Some(parsed.headers.len() + ADDED_FIELDS))
         .map_err(|_| UnhandledHead)?;
     let mut parts = http::response::Parts::from(resp);
     if parsed.version == Some(0) {
@@ -203,11 +209,62 @@ pub fn response_head(
 /// checks them.
 fn fill(map: &mut http::HeaderMap, fields: &[httparse::Header]) -> Result<(), InvalidField> {
     for f in fields {
-        let name = http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| InvalidField)?;
+        let name = match common_name(f.name.as_bytes()) {
+            Some(name) => name,
+            None => http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| InvalidField)?,
+        };
         let value = http::HeaderValue::from_bytes(f.value).map_err(|_| InvalidField)?;
         map.try_append(name, value).map_err(|_| InvalidField)?;
     }
     Ok(())
+}
+
+/// The names agents' and upstreams' heads usually carry, found by length
+/// and a word-wise comparison instead of `http`'s general parse (which
+/// also allocates for a name it has no constant for). `name` is a token,
+/// as httparse checked.
+fn common_name(name: &[u8]) -> Option<http::HeaderName> {
+    use crate::http_headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT};
+    use http::header::*;
+    let candidates: &[HeaderName] = match name.len() {
+        4 => &[HOST, DATE],
+        6 => &[ACCEPT, SERVER, ORIGIN],
+        10 => &[CONNECTION, USER_AGENT],
+        11 => &[TRACEPARENT],
+        12 => &[CONTENT_TYPE],
+        13 => &[AUTHORIZATION, CACHE_CONTROL],
+        14 => &[CONTENT_LENGTH, MCP_SESSION_ID],
+        15 => &[ACCEPT_ENCODING],
+        16 => &[CONTENT_ENCODING],
+        17 => &[TRANSFER_ENCODING],
+        20 => &[MCP_PROTOCOL_VERSION],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|known| token_is(name, known.as_str().as_bytes()))
+        .cloned()
+}
+
+/// Is the token `name` the lower-case name `lower` (letters and `-` only),
+/// ignoring ASCII case? Setting bit 0x20 lower-cases a letter; the only
+/// byte it turns into `-` is CR, which no token holds.
+fn token_is(name: &[u8], lower: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    let words_match = a.by_ref().zip(b.by_ref()).all(|(x, y)| {
+        let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
+        x | FOLD == y
+    });
+    words_match
+        && a.remainder()
+            .iter()
+            .zip(b.remainder())
+            .all(|(x, y)| x | 0x20 == *y)
 }
 
 /// A header field `http` does not accept.
@@ -477,6 +534,77 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn common_names_are_the_names_http_parses() {
+        for name in [
+            "Host",
+            "DATE",
+            "accept",
+            "Server",
+            "origin",
+            "Connection",
+            "user-agent",
+            "TraceParent",
+            "content-type",
+            "Authorization",
+            "cache-control",
+            "Content-Length",
+            "mcp-session-id",
+            "Accept-Encoding",
+            "content-encoding",
+            "Transfer-Encoding",
+            "MCP-Protocol-Version",
+        ] {
+            let parsed = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(common_name(name.as_bytes()), Some(parsed), "{name}");
+        }
+        for other in [
+            "hos",
+            "x-api-key",
+            "content-typf",
+            "mcp-session-ie",
+            "accept ",
+        ] {
+            assert_eq!(common_name(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn parsed_fields_keep_their_values_repeats_and_order() {
+        let wire = b"POST /mcp/a HTTP/1.1\r\nHOST: gw\r\nX-Tag: one\r\nMcp-Session-Id: s-1\r\n\
+            x-tag: two\r\nAuthorization: Bearer tg_x\r\nContent-Length: 2\r\n\r\n{}";
+        let Head::Post { req, .. } = classify(wire) else {
+            panic!("not taken");
+        };
+        let fields: Vec<(&str, &[u8])> = req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("host", &b"gw"[..]),
+                ("x-tag", b"one"),
+                ("x-tag", b"two"),
+                ("mcp-session-id", b"s-1"),
+                ("authorization", b"Bearer tg_x"),
+                ("content-length", b"2"),
+            ]
+        );
+        let (resp, _, _) =
+            response_head(b"HTTP/1.1 200 OK\r\nSet-Cookie: a\r\nset-cookie: b\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        let cookies: Vec<&[u8]> = resp
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(cookies, [&b"a"[..], b"b"]);
     }
 
     #[test]

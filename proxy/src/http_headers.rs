@@ -2,6 +2,7 @@
 //! which headers never cross the gateway.
 
 use catalog::Settings;
+use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::error::Refusal;
@@ -11,6 +12,10 @@ pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-
 /// `Mcp-Protocol-Version` (MCP Streamable HTTP).
 pub const MCP_PROTOCOL_VERSION: http::HeaderName =
     http::HeaderName::from_static("mcp-protocol-version");
+/// `Mcp-Method` (the method, stated in a header for servers that route on headers).
+pub const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+/// `Mcp-Name` (the tool, prompt or resource, stated in a header).
+pub const MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
 /// `traceparent` (W3C Trace Context).
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
@@ -149,38 +154,89 @@ fn present(
         .collect()
 }
 
+/// A request head about to go upstream, whose fields the gateway sets:
+/// Pingora's (which keeps each name's case for the wire, and parses each
+/// name again for it) or, on the gateway's own paths, plain `http` parts
+/// (names lower case, set in the map as they are).
+pub trait UpstreamHead {
+    /// The head's fields.
+    fn fields(&self) -> &http::HeaderMap;
+    /// Sets `name` to `value` alone.
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
+    /// Removes every `name` field.
+    fn remove_field(&mut self, name: &HeaderName);
+    /// Sets the request target.
+    fn set_target(&mut self, target: http::Uri);
+}
+
+impl UpstreamHead for RequestHeader {
+    fn fields(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
+        self.insert_header(name, value)
+    }
+    fn remove_field(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn set_target(&mut self, target: http::Uri) {
+        self.set_uri(target);
+    }
+}
+
+impl UpstreamHead for http::request::Parts {
+    fn fields(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
+        self.headers.insert(name, value);
+        Ok(())
+    }
+    fn remove_field(&mut self, name: &HeaderName) {
+        self.headers.remove(name);
+    }
+    fn set_target(&mut self, target: http::Uri) {
+        self.uri = target;
+    }
+}
+
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
-pub fn strip_request(req: &mut RequestHeader) {
+pub fn strip_request(req: &mut impl UpstreamHead) {
     let drop = |n: &str| hop_by_hop(n) || caller_only(n) || n == "expect";
-    for name in present(&req.headers, drop) {
-        req.remove_header(&name);
+    for name in present(req.fields(), drop) {
+        req.remove_field(&name);
     }
 }
 
 /// Frames a request whose body the gateway checked: `len` bytes of UTF-8
 /// JSON, not encoded. Headers that already say so exactly are left as they
 /// are (rewriting a header costs more than comparing it).
-pub fn set_checked_body(req: &mut RequestHeader, len: usize) -> pingora_error::Result<()> {
-    if req.headers.contains_key(http::header::CONTENT_ENCODING) {
-        req.remove_header(&http::header::CONTENT_ENCODING);
+pub fn set_checked_body(req: &mut impl UpstreamHead, len: usize) -> pingora_error::Result<()> {
+    if req.fields().contains_key(http::header::CONTENT_ENCODING) {
+        req.remove_field(&http::header::CONTENT_ENCODING);
     }
     if !has_only(
-        &req.headers,
+        req.fields(),
         &http::header::CONTENT_TYPE,
         b"application/json",
     ) {
-        req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        let json = HeaderValue::from_static("application/json");
+        req.set_field(http::header::CONTENT_TYPE, json)?;
     }
-    let len = len.to_string();
-    if !has_only(&req.headers, &http::header::CONTENT_LENGTH, len.as_bytes()) {
-        req.insert_header(http::header::CONTENT_LENGTH, len)?;
+    let len = HeaderValue::from(len);
+    if !has_only(req.fields(), &http::header::CONTENT_LENGTH, len.as_bytes()) {
+        req.set_field(http::header::CONTENT_LENGTH, len)?;
     }
     Ok(())
 }
 
 /// Does `name` occur exactly once, with exactly `value`?
-fn has_only(headers: &http::HeaderMap, name: &http::header::HeaderName, value: &[u8]) -> bool {
+pub(crate) fn has_only(
+    headers: &http::HeaderMap,
+    name: &http::header::HeaderName,
+    value: &[u8],
+) -> bool {
     let mut values = headers.get_all(name).iter();
     matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == value)
 }

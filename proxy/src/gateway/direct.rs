@@ -40,6 +40,7 @@ use super::{failure_status, Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
 use crate::error::Refusal;
 use crate::http1::{self, Framing};
+use crate::http_headers::{has_only, UpstreamHead};
 use crate::metrics::ToolDecision;
 
 /// How long connecting to the upstream may take (as for Pingora's peers),
@@ -218,17 +219,21 @@ impl Gateway {
     /// followed by the checked body: one write.
     fn upstream_request(
         &self,
-        mut forward: Box<RequestHeader>,
+        forward: Box<RequestHeader>,
         route: &Route,
         body: &[u8],
         ctx: &RequestCtx,
     ) -> pingora_error::Result<Vec<u8>> {
+        // The agent's head keeps no name case (see `http1::classify`): its
+        // fields are set straight in its map.
+        let mut forward = http::request::Parts::from(*forward);
         if route.list_ids.is_active() {
             // Responses the gateway rewrites must arrive readable.
-            forward.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+            let identity = http::HeaderValue::from_static("identity");
+            forward.set_field(http::header::ACCEPT_ENCODING, identity)?;
         }
         self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)?;
-        let mut wire = http1::request_bytes(&forward);
+        let mut wire = http1::request_bytes(&RequestHeader::from(forward));
         wire.extend_from_slice(body);
         Ok(wire)
     }
@@ -331,7 +336,10 @@ impl Gateway {
             } else if let (false, Framing::Length(n)) = (no_body, &framing) {
                 // The agent's framing is stated by the gateway: an upstream's
                 // `Connection` header may have named its `Content-Length`.
-                resp.insert_header(http::header::CONTENT_LENGTH, n.to_string())?;
+                let n = http::HeaderValue::from(*n);
+                if !has_only(&resp.headers, &http::header::CONTENT_LENGTH, n.as_bytes()) {
+                    resp.insert_header(http::header::CONTENT_LENGTH, n)?;
+                }
             }
             if agent.close {
                 resp.insert_header(http::header::CONNECTION, "close")?;

@@ -30,7 +30,7 @@ use super::relay::{read_response_head, AgentSide, Relay};
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
 use crate::http1;
-use crate::http_headers::strip_response;
+use crate::http_headers::{strip_response, UpstreamHead};
 use crate::sse::SseRewriter;
 
 /// How long the upstream may take to answer with its response head.
@@ -135,14 +135,17 @@ impl Gateway {
         let up = route.upstream();
         let addr = super::upstream_request::upstream_addr(up).await.ok()?;
         let mut upstream = super::direct::connect(addr).await.ok()?;
-        let mut forward = req.clone();
+        // The agent's head keeps no name case (see `http1::classify`): its
+        // fields are set straight in its map.
+        let mut forward = req.as_owned_parts();
         self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)
             .ok()?;
         // Events are filtered: they must arrive readable.
+        let identity = http::HeaderValue::from_static("identity");
         forward
-            .insert_header(http::header::ACCEPT_ENCODING, "identity")
+            .set_field(http::header::ACCEPT_ENCODING, identity)
             .ok()?;
-        let head = http1::request_bytes(&forward);
+        let head = http1::request_bytes(&RequestHeader::from(forward));
         tokio::time::timeout(CONNECT, upstream.write_all(&head))
             .await
             .ok()?

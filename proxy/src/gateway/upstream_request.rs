@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 
 use catalog::Upstream;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::RequestHeader;
 
 use super::Gateway;
 use crate::admit::Route;
-use crate::http_headers::{strip_request, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT};
+use crate::bridge::BRIDGE_SECRET_HEADER;
+use crate::http_headers::{
+    strip_request, UpstreamHead, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT,
+};
 use crate::trace::TraceContext;
 use crate::virtual_server::UpstreamLink;
 
@@ -39,7 +41,7 @@ impl Gateway {
     /// hop-by-hop headers removed.
     pub(super) fn point_upstream(
         &self,
-        req: &mut RequestHeader,
+        req: &mut impl UpstreamHead,
         route: &Route,
         trace: Option<&TraceContext>,
         virtual_link: Option<&UpstreamLink>,
@@ -47,14 +49,15 @@ impl Gateway {
         let up = route.upstream();
         // The operator's endpoint, exactly: an agent's query string could
         // override parameters (keys, tenants) the endpoint URL sets.
-        req.set_uri(up.target.clone());
+        req.set_target(up.target.clone());
         strip_request(req);
-        req.insert_header(http::header::HOST, up.host_header.clone())?;
+        req.set_field(http::header::HOST, up.host_header.clone())?;
         if let Some((name, value)) = &up.credential {
-            req.insert_header(name.clone(), value.clone())?;
+            req.set_field(name.clone(), value.clone())?;
         }
         if up.transport != catalog::model::Transport::StreamableHttp {
-            req.insert_header(crate::bridge::BRIDGE_SECRET_HEADER, self.bridges.secret())?;
+            let secret = field_value(self.bridges.secret())?;
+            req.set_field(http::HeaderName::from_static(BRIDGE_SECRET_HEADER), secret)?;
         }
         // Delegated OAuth: the caller's own token (admission refused callers without one).
         if let Some(value) = route.delegated_credential().map_err(|r| {
@@ -63,17 +66,17 @@ impl Gateway {
                 format!("delegated credential: {r}"),
             )
         })? {
-            req.insert_header(http::header::AUTHORIZATION, value.clone())?;
+            req.set_field(http::header::AUTHORIZATION, value.clone())?;
         }
         if let Some(sid) = &route.upstream_session {
-            req.insert_header(MCP_SESSION_ID, sid.as_str())?;
+            req.set_field(MCP_SESSION_ID, field_value(sid.as_str())?)?;
         }
         if let Some(link) = virtual_link {
             // The version this upstream agreed to, not the agent's.
-            req.insert_header(MCP_PROTOCOL_VERSION, link.protocol.as_str())?;
+            req.set_field(MCP_PROTOCOL_VERSION, field_value(link.protocol.as_str())?)?;
         }
         if let Some(trace) = trace {
-            req.insert_header(TRACEPARENT, trace.header_value())?;
+            req.set_field(TRACEPARENT, field_value(trace.header_value())?)?;
         }
         if let Some(len) = route.body_len {
             // The upstream reads exactly the bytes the gateway checked, as UTF-8 JSON.
@@ -81,4 +84,14 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// A header value from text the gateway holds (a session id, a secret):
+/// refused as Pingora's `insert_header` refuses one it cannot send.
+fn field_value<T>(text: T) -> Result<http::HeaderValue>
+where
+    http::HeaderValue: TryFrom<T>,
+{
+    http::HeaderValue::try_from(text)
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid value while insert"))
 }
