@@ -48,13 +48,14 @@ impl TraceContext {
 /// Lower-case hex of `words`, 16 digits each (no `format!`: this runs per request).
 pub(crate) fn hex16(words: &[u64]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(16 * words.len());
-    for word in words {
-        for shift in (0..16).rev() {
-            out.push(DIGITS[(word >> (shift * 4)) as usize & 0xf] as char);
+    let mut out = vec![0u8; 16 * words.len()];
+    for (word, digits) in words.iter().zip(out.chunks_exact_mut(16)) {
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = DIGITS[(word >> (60 - 4 * i)) as usize & 0xf];
         }
     }
-    out
+    // Only ASCII digits were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Parses `00-<32 hex>-<16 hex>-<2 hex>` (and later versions' leading fields);
