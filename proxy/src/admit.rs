@@ -56,6 +56,19 @@ pub struct Route {
     /// The virtual server the call came through (its session is the
     /// gateway's own: the upstream's session id is not passed back).
     pub via_virtual: Option<Arc<str>>,
+    /// The body as admitted: its audit record is read from here.
+    pub checked: Option<CheckedBody>,
+}
+
+/// A `POST` body that passed every check, and what the gateway read in
+/// it: the audit record takes its messages from here instead of parsing
+/// the body a second time.
+#[derive(Debug, Clone)]
+pub struct CheckedBody {
+    /// The body (decoded), as parsed.
+    pub bytes: Bytes,
+    /// Its messages.
+    pub parsed: jsonrpc::Body,
 }
 
 impl Route {
@@ -243,6 +256,7 @@ fn authorize(
         method: "other",
         tools: Vec::new(),
         via_virtual: None,
+        checked: None,
     })
 }
 
@@ -511,6 +525,10 @@ fn check_post(
     if let jsonrpc::Body::Single(m) = &parsed {
         route.reply_id = m.id.clone();
     }
+    route.checked = Some(CheckedBody {
+        bytes: body.clone(),
+        parsed,
+    });
     Ok(())
 }
 

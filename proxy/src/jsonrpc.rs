@@ -11,6 +11,7 @@
 //! - invalid UTF-8, lone surrogates, trailing data (serde_json refuses them).
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -19,7 +20,7 @@ use serde_json::Value;
 use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
 
 /// A parsed request body: one message or a batch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Body {
     /// A single JSON-RPC message.
     Single(Message),
@@ -44,6 +45,19 @@ pub struct Message {
     pub id: Option<Value>,
     /// What the message is.
     pub kind: Kind,
+    /// Where some of its members lie in the body it was parsed from.
+    pub spans: Spans,
+}
+
+/// Where a message's `id` and `params.arguments` lie in the body it was
+/// parsed from (byte ranges): the audit record reads them there rather
+/// than parsing the body again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spans {
+    /// The `id` member's value, whatever its type.
+    pub id: Option<Range<usize>>,
+    /// `params.arguments`.
+    pub arguments: Option<Range<usize>>,
 }
 
 /// The kind of a client-to-server message.
@@ -125,7 +139,7 @@ pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
             }
             items
                 .iter()
-                .map(|raw| parse_message(raw.get()))
+                .map(|raw| parse_message(raw.get(), body))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Body::Batch)
         }
@@ -133,7 +147,7 @@ pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
             // One pass: the members are read from the whole text, so any
             // syntax error (trailing data included) is -32700.
             let envelope: Envelope = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
-            message_of(&envelope).map(Body::Single)
+            message_of(&envelope, body).map(Body::Single)
         }
         Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
             Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
@@ -159,8 +173,9 @@ const METHOD: usize = 2;
 const PARAMS: usize = 3;
 const RESULT: usize = 4;
 const ERROR: usize = 5;
-/// Where `name` and `uri` are kept in [`Params::members`].
+/// Where `name`, `arguments` and `uri` are kept in [`Params::members`].
 const NAME: usize = 0;
+const ARGUMENTS: usize = 1;
 const URI: usize = 2;
 
 /// A message's significant members, read in one pass over the object:
@@ -326,14 +341,23 @@ impl<'de> ReadShape<'de> for ParamMembers {
     }
 }
 
-fn parse_message(text: &str) -> Result<Message, ParseError> {
+/// A message of a batch: `text`, a part of `body`.
+fn parse_message(text: &str, body: &[u8]) -> Result<Message, ParseError> {
     let envelope: Envelope = serde_json::from_str(text)
         .map_err(|_| ParseError::invalid(None, "each message must be a JSON object"))?;
-    message_of(&envelope)
+    message_of(&envelope, body)
 }
 
-/// The message an object's members make.
-fn message_of(envelope: &Envelope) -> Result<Message, ParseError> {
+/// Where `raw`, read from `body`, lies in it.
+fn span_in(body: &[u8], raw: &RawValue) -> Option<Range<usize>> {
+    let text = raw.get().as_bytes();
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(text.len())?;
+    (end <= body.len()).then_some(start..end)
+}
+
+/// The message an object's members make (the object was read from `body`).
+fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
     // The id first (leniently), so that later errors can carry it.
     let first_id = envelope
         .first_id
@@ -355,12 +379,21 @@ fn message_of(envelope: &Envelope) -> Result<Message, ParseError> {
             "\"id\" must be a string or a number",
         ));
     }
+    let arguments = match &envelope.params {
+        Some(Params::Object { members, .. }) => members[ARGUMENTS],
+        _ => None,
+    };
+    let spans = Spans {
+        id: envelope.first_id.and_then(|raw| span_in(body, raw)),
+        arguments: arguments.and_then(|raw| span_in(body, raw)),
+    };
     let (method, result, error) = (member(METHOD), member(RESULT), member(ERROR));
     let Some(method) = method else {
         if result.is_some() || error.is_some() {
             return Ok(Message {
                 id,
                 kind: Kind::Response,
+                spans,
             });
         }
         return Err(ParseError::invalid(id, "missing \"method\""));
@@ -393,6 +426,7 @@ fn message_of(envelope: &Envelope) -> Result<Message, ParseError> {
     Ok(Message {
         id,
         kind: Kind::Call { method, target },
+        spans,
     })
 }
 

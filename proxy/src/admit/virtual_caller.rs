@@ -89,6 +89,7 @@ impl VirtualCaller {
             method: "other",
             tools: Vec::new(),
             via_virtual: Some(self.endpoint().name.clone()),
+            checked: None,
         }
     }
 }

@@ -85,6 +85,26 @@ impl<'a> Message<'a> {
             .unwrap_or_default()
     }
 
+    /// A message as admission read it from `body`: its members are taken
+    /// from where admission found them, not looked for again. Admission
+    /// refused duplicates and look-alikes, so there is one of each, and it
+    /// is the one [`Message::all_in`] would read. `clientInfo` is not kept
+    /// (it is read for `initialize`, whose body is parsed again).
+    pub(super) fn admitted(m: &'a crate::jsonrpc::Message, body: &'a [u8]) -> Message<'a> {
+        let text = |span: &Option<std::ops::Range<usize>>| {
+            let bytes = body.get(span.clone()?)?;
+            std::str::from_utf8(bytes).ok()
+        };
+        Message {
+            method: m.method().map(Cow::Borrowed),
+            id: text(&m.spans.id).and_then(|t| serde_json::from_str(t).ok()),
+            // A record names only the tool of a `tools/call`.
+            name: m.tool().map(Cow::Borrowed),
+            arguments: text(&m.spans.arguments).and_then(|t| serde_json::from_str(t).ok()),
+            client_info: None,
+        }
+    }
+
     /// A message of a batch.
     fn of(raw: &'a RawValue) -> Message<'a> {
         serde_json::from_str::<Plain<'a>>(raw.get())
@@ -175,6 +195,49 @@ mod tests {
         assert_eq!(m.id(), Some(serde_json::json!(7)));
         assert_eq!(m.take_arguments(), Some(serde_json::json!({"q": "x"})));
         assert_eq!(m.take_arguments(), None);
+    }
+
+    #[test]
+    fn admitted_messages_are_read_as_the_body_is() {
+        let bodies: &[&[u8]] = &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"login page","limit":10}}}"#,
+            br#"{"jsonrpc":"2.0","id":"a\"b","\u006dethod":"tools\/call","params":{"arguments":[1,{"k":null}],"name":"x\u00e9","_meta":{}}}"#,
+            b"{ \"jsonrpc\" : \"2.0\" ,\n \"id\" : null , \"method\" : \"tools/call\" ,\r\n \"params\" : { \"name\" : \"t\" , \"arguments\" : null } }",
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"cursor":"c"}}"#,
+            br#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p","arguments":{"a":"b"}}}"#,
+            br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+            br#"{"jsonrpc":"2.0","id":4,"result":{"content":[]}}"#,
+            br#"{"jsonrpc":"2.0","id":5,"method":"ping","params":[1,2]}"#,
+            br#"{"jsonrpc":"2.0","id":6.5e0,"method":"tools/call","params":{"name":"t","arguments":"\ud83d\ude00 text"},"extra":{"arguments":1}}"#,
+            br#" [{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1}}},
+                {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}} ,
+                {"jsonrpc":"2.0","id":"z","method":"tools/call","params":{"name":"b","arguments":{"deep":{"y":[true,false,1.5e3]}}}}] "#,
+        ];
+        let mut with_arguments = 0;
+        for body in bodies {
+            let text = String::from_utf8_lossy(body);
+            let parsed = crate::jsonrpc::parse(body).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            let mut admitted: Vec<Message> = parsed
+                .messages()
+                .iter()
+                .map(|m| Message::admitted(m, body))
+                .collect();
+            let mut reread = Message::all_in(body);
+            assert_eq!(admitted.len(), reread.len(), "{text}");
+            for (a, r) in admitted.iter_mut().zip(reread.iter_mut()) {
+                assert_eq!(a.method(), r.method(), "{text}");
+                assert_eq!(a.id(), r.id(), "{text}");
+                if a.method() == Some("tools/call") {
+                    assert_eq!(a.name(), r.name(), "{text}");
+                }
+                let args = a.take_arguments();
+                assert_eq!(args, r.take_arguments(), "{text}");
+                with_arguments += usize::from(args.is_some());
+            }
+        }
+        // Not vacuous: the arguments were found (a null one included).
+        assert_eq!(with_arguments, 7);
     }
 
     #[test]

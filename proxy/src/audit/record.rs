@@ -1,6 +1,8 @@
 //! Turning what the gateway saw of a request into audit records: one per
 //! audited JSON-RPC message. Runs on the audit writer task, off the request
-//! path: the body is parsed again here, not while the agent waits.
+//! path. An admitted body's messages are taken from what admission read
+//! (see [`crate::admit::CheckedBody`]); any other body is parsed again here,
+//! not while the agent waits.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -18,6 +20,28 @@ use super::tap::ResponseTap;
 use super::AuditEvent;
 use crate::error::Refusal;
 use crate::json_shape::{ReadShape, ShapeOr};
+
+/// The messages admission read, when the record is of exactly the body it
+/// checked and admitted, and none is an `initialize` (whose `clientInfo`
+/// admission does not keep). `None`: the body is parsed again.
+fn admitted_messages(ev: &AuditEvent) -> Option<Vec<Message<'_>>> {
+    let checked = ev.route.as_ref()?.checked.as_ref()?;
+    let body = ev.body.as_ref()?;
+    let same_body = body.as_ptr() == checked.bytes.as_ptr() && body.len() == checked.bytes.len();
+    let messages = checked.parsed.messages();
+    if ev.refusal.is_some()
+        || !same_body
+        || messages.iter().any(|m| m.method() == Some("initialize"))
+    {
+        return None;
+    }
+    Some(
+        messages
+            .iter()
+            .map(|m| Message::admitted(m, &checked.bytes))
+            .collect(),
+    )
+}
 
 /// Sessions whose `clientInfo` is remembered (oldest forgotten first).
 const MAX_CLIENTS: usize = 100_000;
@@ -55,11 +79,14 @@ impl RecordBuilder {
             // Discovery metadata served to anyone: no access decision to record.
             return Vec::new();
         }
-        let messages = ev
-            .body
-            .as_ref()
-            .map(|b| Message::all_in(b))
-            .unwrap_or_default();
+        let messages = match admitted_messages(ev) {
+            Some(messages) => messages,
+            None => ev
+                .body
+                .as_ref()
+                .map(|b| Message::all_in(b))
+                .unwrap_or_default(),
+        };
         self.learn_client(ev, &messages);
         let all_methods = ev
             .route
