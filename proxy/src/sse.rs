@@ -18,7 +18,7 @@ pub struct SseRewriter {
 /// Largest unfinished event kept while waiting for its end (16 MiB).
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// An event larger than [`MAX_EVENT_BYTES`].
+/// An event larger than 16 MiB (`MAX_EVENT_BYTES`).
 #[derive(Debug, thiserror::Error)]
 #[error("an SSE event exceeds {MAX_EVENT_BYTES} bytes")]
 pub struct EventTooLarge;
