@@ -4,7 +4,7 @@
 //!
 //! A verified token yields a caller whose teams are the IdP groups mapped in
 //! `groups_to_teams`; its policy class is looked up by the set of policies
-//! that apply (see [`crate::classes`]), built on first use.
+//! that apply (see the private `classes` module), built on first use.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
