@@ -290,6 +290,56 @@ mod tests {
         );
     }
 
+    /// The fields of `head` after the upstream rules: stripped, framed as
+    /// a checked body of 2 bytes, pointed at another target.
+    fn upstream_fields(mut head: impl UpstreamHead) -> Vec<(String, Vec<u8>)> {
+        strip_request(&mut head);
+        set_checked_body(&mut head, 2).unwrap();
+        head.set_target(http::Uri::from_static("/mcp"));
+        head.set_field(http::header::HOST, HeaderValue::from_static("up:8080"))
+            .unwrap();
+        let mut fields: Vec<(String, Vec<u8>)> = head
+            .fields()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    #[test]
+    fn both_kinds_of_upstream_head_get_the_same_fields() {
+        let mut cased = RequestHeader::build("POST", b"/mcp/demo", None).unwrap();
+        let mut plain = RequestHeader::build_no_case("POST", b"/mcp/demo", None).unwrap();
+        for (name, value) in [
+            ("Host", "gateway"),
+            ("Authorization", "Bearer tg_secret"),
+            ("Connection", "X-Hop"),
+            ("X-Hop", "listed"),
+            ("Content-Encoding", "gzip"),
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "9"),
+            ("Content-Length", "9"),
+            ("X-Other", "kept"),
+        ] {
+            cased.append_header(name, value).unwrap();
+            plain.append_header(name, value).unwrap();
+        }
+        let from_cased = upstream_fields(cased);
+        let from_parts = upstream_fields(http::request::Parts::from(plain));
+        assert_eq!(from_cased, from_parts);
+        let expected: Vec<(String, Vec<u8>)> = [
+            ("content-length", "2"),
+            ("content-type", "application/json"),
+            ("host", "up:8080"),
+            ("x-other", "kept"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(from_parts, expected);
+    }
+
     #[test]
     fn a_response_loses_its_hop_by_hop_headers_but_keeps_its_framing() {
         let mut resp = ResponseHeader::build(200, None).unwrap();
