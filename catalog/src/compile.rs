@@ -69,7 +69,7 @@ pub fn compile(
     let mut class_of_set: HashMap<BTreeSet<usize>, ClassId> = HashMap::new();
     let mut classes = Vec::new();
     let mut principals = Vec::new();
-    let mut tokens = HashMap::new();
+    let mut tokens = crate::config_map::ConfigMap::default();
     let mut grant_cache = HashMap::new();
     let approved_servers: Vec<&Server> = approved
         .iter()

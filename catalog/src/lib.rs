@@ -10,6 +10,7 @@
 pub mod audit;
 mod classes;
 pub mod compile;
+mod config_map;
 pub mod delegated;
 pub mod endpoint;
 pub mod error;

@@ -5,6 +5,8 @@
 //! → tool decision. Principals with the same set of policies share one class.
 
 use std::collections::HashMap;
+
+use crate::config_map::ConfigMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -26,14 +28,14 @@ pub struct Snapshot {
     pub version: u64,
     /// Gateway-wide settings.
     pub settings: Settings,
-    pub(crate) tokens: HashMap<[u8; 32], Caller>,
+    pub(crate) tokens: ConfigMap<[u8; 32], Caller>,
     pub(crate) principals: Vec<PrincipalInfo>,
     pub(crate) classes: crate::classes::ClassTable,
-    pub(crate) server_index: HashMap<Box<str>, ServerId>,
+    pub(crate) server_index: ConfigMap<Box<str>, ServerId>,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) identity: crate::identity::Identity,
     pub(crate) virtuals: Vec<crate::virtual_snapshot::VirtualEndpoint>,
-    pub(crate) virtual_index: HashMap<Box<str>, crate::virtual_snapshot::VirtualId>,
+    pub(crate) virtual_index: ConfigMap<Box<str>, crate::virtual_snapshot::VirtualId>,
 }
 
 /// Gateway-wide settings in force for this snapshot.

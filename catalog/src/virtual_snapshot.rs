@@ -181,7 +181,7 @@ fn decl<'a>(catalog: &'a Catalog, e: &Exposed) -> Option<&'a ToolDecl> {
 pub(crate) fn build(
     catalog: &Catalog,
     resolved: &[(Vec<Exposed>, Server)],
-    server_index: &HashMap<Box<str>, ServerId>,
+    server_index: &crate::config_map::ConfigMap<Box<str>, ServerId>,
 ) -> Vec<VirtualEndpoint> {
     catalog
         .virtual_servers
