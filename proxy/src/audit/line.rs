@@ -8,17 +8,29 @@ use catalog::audit::AuditRecord;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Appends `rec` as JSON to `out` (no newline). On an error nothing is appended.
-pub fn write(rec: &AuditRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
+use super::arguments::Arguments;
+
+/// Appends `rec` as JSON to `out` (no newline); its arguments are
+/// `copied` when given (`rec.arguments` is then not read). On an error
+/// nothing is appended.
+pub fn write(
+    rec: &AuditRecord,
+    copied: Option<&Arguments>,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
     let start = out.len();
-    let written = members(rec, out);
+    let written = members(rec, copied, out);
     if written.is_err() {
         out.truncate(start);
     }
     written
 }
 
-fn members(rec: &AuditRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
+fn members(
+    rec: &AuditRecord,
+    copied: Option<&Arguments>,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
     // Every member named: a member added to `AuditRecord` fails to compile
     // here until it is written too.
     let AuditRecord {
@@ -63,7 +75,13 @@ fn members(rec: &AuditRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
     m.text("method", method.as_ref());
     m.text("tool", tool.as_ref());
     m.json("request_id", request_id.as_ref())?;
-    m.json("arguments", arguments.as_ref())?;
+    match copied {
+        Some(copied) => {
+            m.name("arguments");
+            copied.write(m.out)?;
+        }
+        None => m.json("arguments", arguments.as_ref())?,
+    }
     m.word("arguments_mode", arguments_mode.as_str());
     m.word("decision", decision.as_str());
     m.text("reason", reason.as_ref());
@@ -133,7 +151,7 @@ impl Members<'_> {
 
 /// `value` as compact JSON, as serde_json writes it (object members in the
 /// map's own order), with strings through [`escaped`].
-fn json(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+pub(super) fn json(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
     match value {
         Value::String(s) => escaped(out, s),
         Value::Array(items) => {
@@ -213,7 +231,7 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Does any of the eight bytes in `word` need escaping: below 0x20, `"` or `\`?
-fn needs_escape(word: u64) -> bool {
+pub(super) fn needs_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte below `n` (n <= 0x80), or a zero byte: exact as a yes/no.
@@ -309,7 +327,7 @@ mod tests {
 
     fn line(rec: &AuditRecord) -> String {
         let mut out = b"before ".to_vec();
-        write(rec, &mut out).unwrap();
+        write(rec, None, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -17,9 +17,9 @@ pub(super) struct Message<'a> {
     method: Option<Cow<'a, str>>,
     id: Option<&'a RawValue>,
     name: Option<Cow<'a, str>>,
-    /// Parsed as it is read: a record keeps it, and a large one is not
-    /// scanned a second time.
-    arguments: Option<Value>,
+    /// As written (the JSON text of one value): a record copies it (see
+    /// [`super::arguments`]).
+    arguments: Option<&'a str>,
     client_info: Option<&'a RawValue>,
 }
 
@@ -39,8 +39,8 @@ struct Plain<'a> {
 struct PlainParams<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "present")]
-    arguments: Option<Value>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    arguments: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "clientInfo", deserialize_with = "present")]
     client_info: Option<&'a RawValue>,
 }
@@ -100,7 +100,7 @@ impl<'a> Message<'a> {
             id: text(&m.spans.id).and_then(|t| serde_json::from_str(t).ok()),
             // A record names only the tool of a `tools/call`.
             name: m.tool().map(Cow::Borrowed),
-            arguments: text(&m.spans.arguments).and_then(|t| serde_json::from_str(t).ok()),
+            arguments: text(&m.spans.arguments),
             client_info: None,
         }
     }
@@ -123,7 +123,7 @@ impl<'a> Message<'a> {
             method: members.get("method").and_then(|m| text(m)),
             id: members.get("id").copied(),
             name: params.get("name").and_then(|n| text(n)),
-            arguments: params.get("arguments").and_then(|a| value(a)),
+            arguments: params.get("arguments").map(|a| a.get()),
             client_info: params.get("clientInfo").copied(),
         }
     }
@@ -143,8 +143,8 @@ impl<'a> Message<'a> {
         self.name.as_deref()
     }
 
-    /// `params.arguments`, when present (taken: the record keeps them).
-    pub(super) fn take_arguments(&mut self) -> Option<Value> {
+    /// `params.arguments` as written, when present (taken: the record keeps them).
+    pub(super) fn take_arguments(&mut self) -> Option<&'a str> {
         self.arguments.take()
     }
 
@@ -163,7 +163,7 @@ impl<'a> From<Plain<'a>> for Message<'a> {
             method: plain.method,
             id: plain.id,
             name,
-            arguments,
+            arguments: arguments.map(RawValue::get),
             client_info,
         }
     }
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(m.method(), Some("tools/call"));
         assert_eq!(m.name(), Some("search_issues"));
         assert_eq!(m.id(), Some(serde_json::json!(7)));
-        assert_eq!(m.take_arguments(), Some(serde_json::json!({"q": "x"})));
+        assert_eq!(m.take_arguments(), Some(r#"{"q":"x"}"#));
         assert_eq!(m.take_arguments(), None);
     }
 

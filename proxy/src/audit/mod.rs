@@ -12,6 +12,7 @@
 //! `reject` refuses its new calls, `drop` serves them and counts the lost
 //! records. Nothing is lost without a count and a log line.
 
+mod arguments;
 mod line;
 mod message;
 mod record;
@@ -111,7 +112,9 @@ pub struct AuditStats {
 /// The request path's handle: cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Auditor {
-    tx: mpsc::Sender<AuditEvent>,
+    // Boxed: an event is about a kilobyte, moved through the queue and
+    // into a batch; a box moves as a pointer.
+    tx: mpsc::Sender<Box<AuditEvent>>,
     spool: Arc<Spool>,
     stats: Arc<AuditStats>,
 }
@@ -166,7 +169,7 @@ impl Auditor {
 
     /// Queues an event; never waits. A full queue loses the event, counted.
     pub fn submit(&self, event: AuditEvent) {
-        if let Err(e) = self.tx.try_send(event) {
+        if let Err(e) = self.tx.try_send(Box::new(event)) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::error!(reason = %e, "audit: record lost (writer queue full or stopped)");
         }
@@ -223,7 +226,7 @@ impl AuditTasks {
 const YIELD_EVERY: usize = 16;
 
 async fn write_loop(
-    mut rx: mpsc::Receiver<AuditEvent>,
+    mut rx: mpsc::Receiver<Box<AuditEvent>>,
     gateway: String,
     flush_interval: Duration,
     spool: Arc<Spool>,
@@ -231,7 +234,7 @@ async fn write_loop(
     stop: CancellationToken,
     stats: Arc<AuditStats>,
 ) {
-    let mut builder = Some(RecordBuilder::new(gateway.clone()));
+    let mut writer = Some(Writer::new(&gateway));
     loop {
         let first = tokio::select! {
             ev = rx.recv() => ev,
@@ -247,7 +250,8 @@ async fn write_loop(
                 _ = stop.cancelled() => true,
             },
         };
-        let mut events: Vec<AuditEvent> = first.into_iter().collect();
+        let mut events = Vec::with_capacity((rx.len() + 1).min(MAX_BATCH));
+        events.extend(first);
         loop {
             while events.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -256,7 +260,7 @@ async fn write_loop(
                 }
             }
             let more = events.len() == MAX_BATCH;
-            flush(&mut builder, &gateway, events, &spool, &stats, &wake).await;
+            flush(&mut writer, &gateway, events, &spool, &stats, &wake).await;
             if !more {
                 break;
             }
@@ -269,22 +273,31 @@ async fn write_loop(
     }
 }
 
-/// Builds the records and appends them to the spool on a blocking thread:
-/// parsing and serializing stay off the request path's worker threads.
-async fn flush(
-    builder: &mut Option<RecordBuilder>,
-    gateway: &str,
-    events: Vec<AuditEvent>,
-    spool: &Arc<Spool>,
-    stats: &AuditStats,
-    wake: &Notify,
-) {
-    let Some(mut b) = builder.take() else {
-        return;
-    };
-    let spool = spool.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
+/// The writer's state, moved to a blocking thread for each batch and back.
+struct Writer {
+    builder: RecordBuilder,
+    /// The batch's JSON lines; its allocation is kept for the next batch.
+    lines: Vec<u8>,
+}
+
+/// Largest line buffer kept between batches: a batch of large records does
+/// not pin its memory.
+const KEPT_LINES_CAPACITY: usize = 4 * 1024 * 1024;
+
+impl Writer {
+    fn new(gateway: &str) -> Writer {
+        Writer {
+            builder: RecordBuilder::new(gateway.to_string()),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Builds the records of `events` as JSON lines; returns how many.
+    fn build(&mut self, events: &[Box<AuditEvent>]) -> u64 {
+        self.lines.clear();
+        if self.lines.capacity() > KEPT_LINES_CAPACITY {
+            self.lines = Vec::new();
+        }
         let mut count = 0u64;
         for (n, ev) in events.iter().enumerate() {
             if n % YIELD_EVERY == YIELD_EVERY - 1 {
@@ -292,25 +305,47 @@ async fn flush(
                 // (which wait on the same cores) in between.
                 std::thread::yield_now();
             }
-            for rec in b.build(ev) {
-                if line::write(&rec, &mut lines).is_ok() {
-                    lines.push(b'\n');
+            for rec in self.builder.build(ev) {
+                if line::write(&rec.record, rec.arguments.as_ref(), &mut self.lines).is_ok() {
+                    self.lines.push(b'\n');
                     count += 1;
                 }
             }
         }
+        count
+    }
+}
+
+/// Builds the records and appends them to the spool on a blocking thread:
+/// parsing and serializing stay off the request path's worker threads.
+// The events stay in the boxes they were queued in: a batch moves pointers.
+#[allow(clippy::vec_box)]
+async fn flush(
+    writer: &mut Option<Writer>,
+    gateway: &str,
+    events: Vec<Box<AuditEvent>>,
+    spool: &Arc<Spool>,
+    stats: &AuditStats,
+    wake: &Notify,
+) {
+    let Some(mut w) = writer.take() else {
+        return;
+    };
+    let spool = spool.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let count = w.build(&events);
         drop(events);
         let written = if count == 0 {
             Ok(())
         } else {
-            spool.append(&lines, count)
+            spool.append(&w.lines, count)
         };
-        (b, count, written)
+        (w, count, written)
     })
     .await;
     match done {
-        Ok((b, count, written)) => {
-            *builder = Some(b);
+        Ok((w, count, written)) => {
+            *writer = Some(w);
             match written {
                 Ok(()) if count > 0 => {
                     stats.spooled.fetch_add(count, Ordering::Relaxed);
@@ -326,7 +361,7 @@ async fn flush(
         Err(e) => {
             // The builder panicked: start a fresh one (only `clientInfo` memory is lost).
             tracing::error!(error = %e, "audit: record writer failed; a batch of records was lost");
-            *builder = Some(RecordBuilder::new(gateway.to_string()));
+            *writer = Some(Writer::new(gateway));
         }
     }
 }

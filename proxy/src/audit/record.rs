@@ -14,8 +14,8 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::arguments::Arguments;
 use super::message::{present, Message};
-use super::redact;
 use super::tap::ResponseTap;
 use super::AuditEvent;
 use crate::error::Refusal;
@@ -46,6 +46,16 @@ fn admitted_messages(ev: &AuditEvent) -> Option<Vec<Message<'_>>> {
 /// Sessions whose `clientInfo` is remembered (oldest forgotten first).
 const MAX_CLIENTS: usize = 100_000;
 
+/// One record, and its arguments still as the agent sent them: they are
+/// written into the record's line with the server's policy applied (see
+/// [`super::arguments`]), and `record.arguments` is `None`.
+pub struct Record<'a> {
+    /// The record.
+    pub record: AuditRecord,
+    /// The call's arguments, when the policy keeps anything of them.
+    pub arguments: Option<Arguments<'a>>,
+}
+
 /// Builds records; remembers each session's `clientInfo` from `initialize`.
 pub struct RecordBuilder {
     gateway: String,
@@ -74,7 +84,7 @@ impl RecordBuilder {
     }
 
     /// The records for one request (none when nothing in it is audited).
-    pub fn build(&mut self, ev: &AuditEvent) -> Vec<AuditRecord> {
+    pub fn build<'a>(&mut self, ev: &'a AuditEvent) -> Vec<Record<'a>> {
         if matches!(ev.refusal, Some(Refusal::Document(_))) {
             // Discovery metadata served to anyone: no access decision to record.
             return Vec::new();
@@ -144,7 +154,12 @@ impl RecordBuilder {
         }
     }
 
-    fn record(&mut self, ev: &AuditEvent, mut msg: Option<Message>, count: usize) -> AuditRecord {
+    fn record<'a>(
+        &mut self,
+        ev: &'a AuditEvent,
+        mut msg: Option<Message<'a>>,
+        count: usize,
+    ) -> Record<'a> {
         let route = ev.route.as_ref();
         let principal = route.map(|r| r.principal());
         let session_id = ev.issued_session.clone().or_else(|| ev.session_id.clone());
@@ -162,9 +177,9 @@ impl RecordBuilder {
         let mode = policy.map_or(ArgumentsMode::Drop, |p| p.arguments);
         let arguments = match (mode, msg.as_mut().and_then(Message::take_arguments)) {
             (ArgumentsMode::Drop, _) | (_, None) => None,
-            (mode, Some(args)) => {
+            (mode, Some(text)) => {
                 let keys = route.map_or(&[][..], |r| &r.upstream().redact_fragments);
-                redact::apply(mode, args, keys)
+                Some(Arguments::new(text, mode, keys))
             }
         };
         let mut rec = AuditRecord {
@@ -189,7 +204,7 @@ impl RecordBuilder {
             method,
             tool,
             request_id,
-            arguments,
+            arguments: None,
             arguments_mode: mode,
             decision: Decision::Allow,
             reason: None,
@@ -214,7 +229,10 @@ impl RecordBuilder {
             }
             None => self.outcome(ev, msg.as_ref(), count, &mut rec),
         }
-        rec
+        Record {
+            record: rec,
+            arguments,
+        }
     }
 
     fn outcome(&self, ev: &AuditEvent, msg: Option<&Message>, count: usize, rec: &mut AuditRecord) {

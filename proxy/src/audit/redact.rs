@@ -46,7 +46,7 @@ fn redact_in_place(value: &mut Value, keys: &[String]) {
 }
 
 /// Does `key` contain one of the lower-case `fragments`, ignoring case?
-fn sensitive(key: &str, fragments: &[String]) -> bool {
+pub(super) fn sensitive(key: &str, fragments: &[String]) -> bool {
     if !key.is_ascii() {
         let lower = key.to_lowercase();
         return fragments.iter().any(|f| lower.contains(f.as_str()));
