@@ -224,13 +224,7 @@ impl Copy<'_, '_> {
         self.at += 1;
         loop {
             // Runs of eight bytes with no quote, backslash or control byte.
-            while let Some(word) = self.text.get(self.at..self.at + 8) {
-                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-                if line::needs_escape(word) {
-                    break;
-                }
-                self.at += 8;
-            }
+            self.at = line::plain_run(self.text, self.at);
             match self.peek()? {
                 b'"' => {
                     self.at += 1;

@@ -191,15 +191,11 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let mut copied = 0;
     let mut at = 0;
-    while at < bytes.len() {
-        if let Some(word) = bytes.get(at..at + 8) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                at += 8;
-                continue;
-            }
-        }
-        let b = bytes[at];
+    loop {
+        at = plain_run(bytes, at);
+        let Some(&b) = bytes.get(at) else {
+            break;
+        };
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -230,13 +226,30 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Where the run of eight-byte words from `at` in which no byte needs
+/// escaping ends.
+pub(super) fn plain_run(text: &[u8], at: usize) -> usize {
+    let mut plain = 0;
+    for word in text.get(at..).unwrap_or_default().chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if needs_escape(word) {
+            break;
+        }
+        plain += 8;
+    }
+    at + plain
+}
+
 /// Does any of the eight bytes in `word` need escaping: below 0x20, `"` or `\`?
-pub(super) fn needs_escape(word: u64) -> bool {
+fn needs_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte below `n` (n <= 0x80), or a zero byte: exact as a yes/no.
-    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH != 0;
-    below(word, 0x20) || below(word ^ (ONES * 0x22), 1) || below(word ^ (ONES * 0x5c), 1)
+    // High bits set where a byte is below `n` (n <= 0x80): exact as a
+    // yes/no for the whole word (a borrow can mark a byte above a hit).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
+    // One test of the three marks, without a branch for each.
+    (below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1)) & HIGH
+        != 0
 }
 
 #[cfg(test)]

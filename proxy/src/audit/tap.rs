@@ -2,6 +2,7 @@
 //! (enough to read the JSON-RPC result of a call). Chunks are shared
 //! (`Bytes` clones), never copied on the request path.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -41,13 +42,18 @@ impl ResponseTap {
         }
     }
 
-    /// The kept bytes, joined.
-    pub fn bytes(&self) -> Vec<u8> {
+    /// The kept bytes, joined (borrowed when they are one chunk).
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
+        if let [one] = self.chunks.as_slices().0 {
+            if self.chunks.len() == 1 {
+                return Cow::Borrowed(one);
+            }
+        }
         let mut out = Vec::with_capacity(self.kept);
         for c in &self.chunks {
             out.extend_from_slice(c);
         }
-        out
+        Cow::Owned(out)
     }
 }
 
@@ -71,6 +77,14 @@ mod tests {
         let kept = tap.bytes();
         assert!(kept.len() <= TAP_BYTES + 100 * 1024);
         assert!(kept.ends_with(b"end"));
+        assert!(matches!(kept, Cow::Owned(_)));
+
+        let mut one = ResponseTap {
+            active: true,
+            ..Default::default()
+        };
+        one.push(&Bytes::from_static(b"{}"));
+        assert!(matches!(one.bytes(), Cow::Borrowed(b"{}")));
 
         let mut idle = ResponseTap::default();
         idle.push(&chunk);
