@@ -7,11 +7,14 @@
 
 use std::borrow::Cow;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
+use tool_name::tool_name;
+
+mod tool_name;
 
 /// Which responses to filter.
 #[derive(Debug, Clone, Default)]
@@ -65,8 +68,8 @@ pub fn unreadable_error() -> Vec<u8> {
 /// refused as unreadable: a client keeping the other copy must never see
 /// what the gateway did not check.
 ///
-/// A message is read in one pass, and each tool once more for its name
-/// (its schema skipped, not kept).
+/// A message is read in one pass, and each tool once more for its name:
+/// a plain scan of text serde has already read (see `tool_name.rs`).
 pub fn filter_message(text: &[u8], ids: &ListIds, allowed: &dyn Fn(&str) -> bool) -> Filtered {
     if !ids.is_active() || !may_hold_a_list(text) {
         return Filtered::Unchanged;
@@ -187,7 +190,7 @@ impl<'a> Message<'a> {
         let mut kept = Vec::with_capacity(tools.len());
         for tool in tools {
             // A tool without a readable name cannot be checked, so it is dropped.
-            if tool_name(tool)?.is_some_and(|n| allowed(&n)) {
+            if tool_name(tool.get())?.is_some_and(|n| allowed(&n)) {
                 kept.push(Cow::Borrowed(tool.get()));
             }
         }
@@ -197,17 +200,6 @@ impl<'a> Message<'a> {
         let tools_text = join_array(&kept);
         let result_text = join_object(&result.members, &tools_text);
         Ok(Some(join_object(&self.members, &result_text)))
-    }
-}
-
-/// A tool's `name` as a client reads it (escapes decoded); `None` when it
-/// has none that is a string, or is not an object.
-fn tool_name(tool: &RawValue) -> Result<Option<Cow<'_, str>>, Unreadable> {
-    let mut de = serde_json::Deserializer::from_str(tool.get());
-    match ShapeOr(ToolName).deserialize(&mut de) {
-        Ok(Some(Ok(name))) => Ok(name.and_then(|n| serde_json::from_str(n.get()).ok())),
-        Ok(None) => Ok(None),
-        Ok(Some(Err(Unreadable))) | Err(_) => Err(Unreadable),
     }
 }
 
@@ -314,36 +306,6 @@ impl<'de> ReadShape<'de> for ResultOf {
             tools,
             ambiguous,
         }))
-    }
-}
-
-/// A tool's `name` member (its JSON text), or a duplicate or look-alike
-/// member that makes the tool unreadable; the other members are skipped.
-struct ToolName;
-
-impl<'de> ReadShape<'de> for ToolName {
-    type Out = Result<Option<&'de RawValue>, Unreadable>;
-    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Self::Out>, A::Error> {
-        let mut keys: Vec<(Cow<str>, ())> = Vec::new();
-        let mut name = None;
-        let mut ambiguous = false;
-        while let Some(key) = map.next_key_seed(Text)? {
-            match way(&key, &["name"]) {
-                Way::Is(_) => name = Some(map.next_value()?),
-                Way::LookAlike => {
-                    ambiguous = true;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Way::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            keys.push((key, ()));
-        }
-        if ambiguous || has_duplicates(&keys) {
-            return Ok(Some(Err(Unreadable)));
-        }
-        Ok(Some(Ok(name)))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Readers shared by the gateway's one-pass JSON parsers (`jsonrpc.rs`,
 //! `filter.rs`, the audit record): a value read one way when it is an
-//! object or an array and checked and skipped otherwise, and the case
-//! folding lenient decoders apply to member names.
+//! object or an array and checked and skipped otherwise, the case
+//! folding lenient decoders apply to member names, and a scan for the end
+//! of a string's plain run, eight bytes at a time.
 
 use std::fmt;
 
@@ -88,4 +89,30 @@ pub(crate) fn fold_eq(key: &str, target: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// Where the run of eight-byte words from `at` in which no byte needs
+/// escaping ends.
+pub(crate) fn plain_run(text: &[u8], at: usize) -> usize {
+    let mut plain = 0;
+    for word in text.get(at..).unwrap_or_default().chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if needs_escape(word) {
+            break;
+        }
+        plain += 8;
+    }
+    at + plain
+}
+
+/// Does any of the eight bytes in `word` need escaping: below 0x20, `"` or `\`?
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bits set where a byte is below `n` (n <= 0x80): exact as a
+    // yes/no for the whole word (a borrow can mark a byte above a hit).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
+    // One test of the three marks, without a branch for each.
+    (below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1)) & HIGH
+        != 0
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::line;
 use super::redact::{self, sensitive, REDACTED};
+use crate::json_shape::plain_run;
 
 /// Deepest nesting the copy follows; deeper arguments go the `Value` way.
 const MAX_DEPTH: usize = 64;
@@ -224,7 +225,7 @@ impl Copy<'_, '_> {
         self.at += 1;
         loop {
             // Runs of eight bytes with no quote, backslash or control byte.
-            self.at = line::plain_run(self.text, self.at);
+            self.at = plain_run(self.text, self.at);
             match self.peek()? {
                 b'"' => {
                     self.at += 1;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::arguments::Arguments;
+use crate::json_shape::plain_run;
 
 /// Appends `rec` as JSON to `out` (no newline); its arguments are
 /// `copied` when given (`rec.arguments` is then not read). On an error
@@ -224,32 +225,6 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[copied..]);
     out.push(b'"');
-}
-
-/// Where the run of eight-byte words from `at` in which no byte needs
-/// escaping ends.
-pub(super) fn plain_run(text: &[u8], at: usize) -> usize {
-    let mut plain = 0;
-    for word in text.get(at..).unwrap_or_default().chunks_exact(8) {
-        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        if needs_escape(word) {
-            break;
-        }
-        plain += 8;
-    }
-    at + plain
-}
-
-/// Does any of the eight bytes in `word` need escaping: below 0x20, `"` or `\`?
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bits set where a byte is below `n` (n <= 0x80): exact as a
-    // yes/no for the whole word (a borrow can mark a byte above a hit).
-    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
-    // One test of the three marks, without a branch for each.
-    (below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1)) & HIGH
-        != 0
 }
 
 #[cfg(test)]
