@@ -91,28 +91,66 @@ pub(crate) fn fold_eq(key: &str, target: &str) -> bool {
     }
 }
 
-/// Where the run of eight-byte words from `at` in which no byte needs
-/// escaping ends.
+/// Where the first byte from `at` that a JSON string must escape (a quote,
+/// a backslash or a control byte) is: `text.len()` when there is none.
+/// Eight bytes are tested at a time.
 pub(crate) fn plain_run(text: &[u8], at: usize) -> usize {
-    let mut plain = 0;
-    for word in text.get(at..).unwrap_or_default().chunks_exact(8) {
-        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        if needs_escape(word) {
-            break;
+    let rest = text.get(at..).unwrap_or_default();
+    let mut words = rest.chunks_exact(8);
+    let mut plain = at;
+    for word in &mut words {
+        let marks = escape_marks(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        if marks != 0 {
+            // The lowest mark is always a real one (see `escape_marks`).
+            return plain + (marks.trailing_zeros() / 8) as usize;
         }
         plain += 8;
     }
-    at + plain
+    for &b in words.remainder() {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        plain += 1;
+    }
+    plain
 }
 
-/// Does any of the eight bytes in `word` need escaping: below 0x20, `"` or `\`?
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each byte of `word` (little-endian) that is below 0x20,
+/// `"` or `\`, and possibly of bytes above a marked one (a borrow carries
+/// upward): zero exactly when no byte is, and the lowest mark is exact.
+fn escape_marks(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bits set where a byte is below `n` (n <= 0x80): exact as a
-    // yes/no for the whole word (a borrow can mark a byte above a hit).
+    // High bits set where a byte is below `n` (n <= 0x80).
     let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
-    // One test of the three marks, without a branch for each.
     (below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1)) & HIGH
-        != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_run;
+
+    #[test]
+    fn plain_run_stops_at_the_first_byte_to_escape() {
+        for len in 0..20 {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    // Bytes around the special one that a borrow could mark.
+                    if at + 1 < len {
+                        text[at + 1] = 0x80;
+                    }
+                    text[at] = special;
+                    for start in 0..=at {
+                        assert_eq!(plain_run(&text, start), at, "{text:?} from {start}");
+                    }
+                    assert_eq!(plain_run(&text, at + 1), len.max(at + 1), "{text:?}");
+                }
+                let plain: Vec<u8> = (0..len as u8).map(|i| 0x23 + i * 5).collect();
+                assert!(plain.iter().all(|b| *b != b'"' && *b != b'\\'));
+                assert_eq!(plain_run(&plain, 0), len);
+                assert_eq!(plain_run(&plain, len + 3), len + 3);
+            }
+        }
+    }
 }
