@@ -452,4 +452,115 @@ mod tests {
             );
         }
     }
+
+    /// Random arguments from awkward pieces: read back, they equal what the
+    /// `Value` way writes, and no value of a sensitive key survives.
+    #[test]
+    fn random_arguments_read_back_as_the_value_way_writes_them() {
+        // Keys: sensitive ones (escaped, in other cases), plain ones, repeats.
+        const KEYS: &[&str] = &[
+            "q",
+            "password",
+            "PassWord",
+            "pass\\u0077ord",
+            "my_api_key",
+            "\\u0074oken",
+            "to\u{212A}en",
+            "nested",
+            "limit",
+            "\\\"",
+            "q",
+            "",
+        ];
+        // Numbers past an f64's precision are left out: the copy keeps their
+        // digits, and serde_json can read those one rounding away from the
+        // text the `Value` way writes (the copy is the closer).
+        const SCALARS: &[&str] = &[
+            "1",
+            "-0",
+            "2.5e-3",
+            "1E2",
+            "true",
+            "false",
+            "null",
+            "\"s\"",
+            "\"a\\\"b\"",
+            "\"}]\"",
+            "\"\\\\\"",
+            "\"\\u00e9\"",
+            "\"\u{e9}\u{1F600}\"",
+            "\"\\ud83d\\ude00\"",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        fn value(next: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
+            let ws = [" ", "", "\n", "\t "];
+            out.push_str(ws[next(ws.len())]);
+            let kind = match depth {
+                0 if next(10) > 0 => 3,
+                0..=3 => next(4),
+                _ => 0,
+            };
+            match kind {
+                0 | 1 => out.push_str(SCALARS[next(SCALARS.len())]),
+                2 => {
+                    out.push('[');
+                    for i in 0..next(3) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        value(next, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push('{');
+                    for i in 0..next(5) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push('"');
+                        let key = KEYS[next(KEYS.len())];
+                        out.push_str(key);
+                        out.push_str("\" :");
+                        let before = out.len();
+                        value(next, depth + 1, out);
+                        let decoded: String = serde_json::from_str(&format!("\"{key}\"")).unwrap();
+                        if sensitive(&decoded, &keys()) {
+                            // A secret: a marker that must not be in the output.
+                            out.truncate(before);
+                            out.push_str("\"SECRET-VALUE\"");
+                        }
+                    }
+                    out.push('}');
+                }
+            }
+            out.push_str(ws[next(ws.len())]);
+        }
+        let (mut redacted, mut copied) = (0, 0);
+        for _ in 0..3000 {
+            let mut text = String::new();
+            value(&mut next, 0, &mut text);
+            let (written, expected) = both(&text, ArgumentsMode::Redact);
+            let read: Value =
+                serde_json::from_str(&written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            let wanted: Value = serde_json::from_str(&expected).unwrap();
+            assert_eq!(read, wanted, "{text}");
+            assert!(!written.contains("SECRET"), "{text} -> {written}");
+            assert!(!written.contains(['\n', '\r']), "{written}");
+            redacted += usize::from(text.contains("SECRET"));
+            copied += usize::from(written != expected);
+        }
+        // Not vacuous: secrets were met, and the copy (not only the
+        // `Value` way) wrote many of them.
+        assert!(
+            redacted > 500 && copied > 500,
+            "{redacted} redacted, {copied} copied"
+        );
+    }
 }
