@@ -126,6 +126,104 @@ fn escape_marks(word: u64) -> u64 {
     (below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1)) & HIGH
 }
 
+/// Random JSON for the tests that compare a plain scan with serde's reading.
+#[cfg(test)]
+pub(crate) mod random_json {
+    /// Builds JSON texts from awkward pieces: member names from `keys` and
+    /// scalars from `scalars` (both as written, escapes included), white
+    /// space of several kinds, nesting up to four deep; mostly objects at
+    /// the top. Deterministic (xorshift).
+    pub(crate) struct RandomJson<'a> {
+        seed: u64,
+        keys: &'a [&'a str],
+        scalars: &'a [&'a str],
+        /// Members whose (decoded) name this picks get `replacement` as value.
+        replace: &'a dyn Fn(&str) -> bool,
+        replacement: &'a str,
+    }
+
+    impl<'a> RandomJson<'a> {
+        pub(crate) fn new(seed: u64, keys: &'a [&'a str], scalars: &'a [&'a str]) -> Self {
+            RandomJson {
+                seed,
+                keys,
+                scalars,
+                replace: &|_| false,
+                replacement: "",
+            }
+        }
+
+        /// Members whose decoded name `replace` picks get `replacement`.
+        pub(crate) fn replacing(
+            mut self,
+            replace: &'a dyn Fn(&str) -> bool,
+            replacement: &'a str,
+        ) -> Self {
+            self.replace = replace;
+            self.replacement = replacement;
+            self
+        }
+
+        fn next(&mut self, n: usize) -> usize {
+            self.seed ^= self.seed << 13;
+            self.seed ^= self.seed >> 7;
+            self.seed ^= self.seed << 17;
+            (self.seed % n as u64) as usize
+        }
+
+        /// One JSON text.
+        pub(crate) fn text(&mut self) -> String {
+            let mut out = String::new();
+            self.value(0, &mut out);
+            out
+        }
+
+        fn value(&mut self, depth: usize, out: &mut String) {
+            const SPACE: [&str; 4] = [" ", "", "\n", "\t "];
+            out.push_str(SPACE[self.next(SPACE.len())]);
+            let kind = match depth {
+                0 if self.next(10) > 0 => 3,
+                0..=3 => self.next(4),
+                _ => 0,
+            };
+            match kind {
+                0 | 1 => out.push_str(self.scalars[self.next(self.scalars.len())]),
+                2 => {
+                    out.push('[');
+                    for i in 0..self.next(3) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        self.value(depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push('{');
+                    for i in 0..self.next(5) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let key = self.keys[self.next(self.keys.len())];
+                        out.push('"');
+                        out.push_str(key);
+                        out.push_str("\" :");
+                        let decoded: String = serde_json::from_str(&format!("\"{key}\""))
+                            .expect("keys are JSON string contents");
+                        if (self.replace)(&decoded) {
+                            out.push_str(self.replacement);
+                        } else {
+                            self.value(depth + 1, out);
+                        }
+                    }
+                    out.push('}');
+                }
+            }
+            out.push_str(SPACE[self.next(SPACE.len())]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::plain_run;

@@ -322,6 +322,7 @@ impl Copy<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_shape::random_json::RandomJson;
 
     fn keys() -> Vec<String> {
         let mut keys = catalog::model::default_redact_keys();
@@ -491,61 +492,14 @@ mod tests {
             "\"\u{e9}\u{1F600}\"",
             "\"\\ud83d\\ude00\"",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        fn value(next: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
-            let ws = [" ", "", "\n", "\t "];
-            out.push_str(ws[next(ws.len())]);
-            let kind = match depth {
-                0 if next(10) > 0 => 3,
-                0..=3 => next(4),
-                _ => 0,
-            };
-            match kind {
-                0 | 1 => out.push_str(SCALARS[next(SCALARS.len())]),
-                2 => {
-                    out.push('[');
-                    for i in 0..next(3) {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        value(next, depth + 1, out);
-                    }
-                    out.push(']');
-                }
-                _ => {
-                    out.push('{');
-                    for i in 0..next(5) {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push('"');
-                        let key = KEYS[next(KEYS.len())];
-                        out.push_str(key);
-                        out.push_str("\" :");
-                        let before = out.len();
-                        value(next, depth + 1, out);
-                        let decoded: String = serde_json::from_str(&format!("\"{key}\"")).unwrap();
-                        if sensitive(&decoded, &keys()) {
-                            // A secret: a marker that must not be in the output.
-                            out.truncate(before);
-                            out.push_str("\"SECRET-VALUE\"");
-                        }
-                    }
-                    out.push('}');
-                }
-            }
-            out.push_str(ws[next(ws.len())]);
-        }
+        let keys = keys();
+        let secret = |key: &str| sensitive(key, &keys);
+        // A secret's value: a marker that must not be in the output.
+        let mut random = RandomJson::new(0x2545_f491_4f6c_dd1d, KEYS, SCALARS)
+            .replacing(&secret, "\"SECRET-VALUE\"");
         let (mut redacted, mut copied) = (0, 0);
         for _ in 0..3000 {
-            let mut text = String::new();
-            value(&mut next, 0, &mut text);
+            let text = random.text();
             let (written, expected) = both(&text, ArgumentsMode::Redact);
             let read: Value =
                 serde_json::from_str(&written).unwrap_or_else(|e| panic!("{written}: {e}"));

@@ -140,6 +140,7 @@ fn value_end(text: &[u8], at: usize) -> Result<usize, Unreadable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_shape::random_json::RandomJson;
     use crate::json_shape::{ReadShape, ShapeOr};
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess};
     use serde_json::value::RawValue;
@@ -259,55 +260,10 @@ mod tests {
             "\"t\\u0061\"",
             "\"\u{e9}\u{1F600}\"",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        fn value(next: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
-            let ws = [" ", "", "\n", "\t "];
-            out.push_str(ws[next(ws.len())]);
-            // Mostly objects at the top, as tools are.
-            let kind = match depth {
-                0 if next(10) > 0 => 3,
-                0..=3 => next(4),
-                _ => 0,
-            };
-            match kind {
-                0 | 1 => out.push_str(SCALARS[next(SCALARS.len())]),
-                2 => {
-                    out.push('[');
-                    for i in 0..next(3) {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        value(next, depth + 1, out);
-                    }
-                    out.push(']');
-                }
-                _ => {
-                    out.push('{');
-                    for i in 0..next(4) {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push('"');
-                        out.push_str(KEYS[next(KEYS.len())]);
-                        out.push_str("\" :");
-                        value(next, depth + 1, out);
-                    }
-                    out.push('}');
-                }
-            }
-            out.push_str(ws[next(ws.len())]);
-        }
+        let mut random = RandomJson::new(0x9e37_79b9_7f4a_7c15, KEYS, SCALARS);
         let (mut named, mut refused) = (0, 0);
         for _ in 0..5000 {
-            let mut tool = String::new();
-            value(&mut next, 0, &mut tool);
-            match compare(&tool) {
+            match compare(&random.text()) {
                 Ok(Some(_)) => named += 1,
                 Err(()) => refused += 1,
                 Ok(None) => {}
