@@ -12,7 +12,6 @@
 //! `reject` refuses its new calls, `drop` serves them and counts the lost
 //! records. Nothing is lost without a count and a log line.
 
-mod answer_scan;
 mod arguments;
 mod line;
 mod message;

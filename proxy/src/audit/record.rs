@@ -345,12 +345,6 @@ fn judge<'a, C: Content<'a>>(
 trait Content<'de>: serde::Deserialize<'de> {
     /// The content's JSON text, if it was kept.
     fn text(&self) -> Option<&'de str>;
-
-    /// The answer in one message, read without serde when this way of
-    /// reading content allows it (`None`: read with serde).
-    fn scanned(_json: &'de [u8]) -> Option<Vec<Answer<Self>>> {
-        None
-    }
 }
 
 impl<'de> Content<'de> for &'de RawValue {
@@ -362,25 +356,6 @@ impl<'de> Content<'de> for &'de RawValue {
 impl<'de> Content<'de> for IgnoredAny {
     fn text(&self) -> Option<&'de str> {
         None
-    }
-
-    /// Content that is skipped need not be kept: a validating scan finds
-    /// the rest (see [`super::answer_scan`]).
-    fn scanned(json: &'de [u8]) -> Option<Vec<Answer<Self>>> {
-        let found = super::answer_scan::scan(json)?;
-        let answer = Answer {
-            id: found.id,
-            result: found.result.map(|is_error| ResultSummary {
-                is_error,
-                content: None,
-            }),
-            error: found.error,
-        };
-        Some(if answer.answers() {
-            vec![answer]
-        } else {
-            Vec::new()
-        })
     }
 }
 
@@ -492,18 +467,8 @@ fn event_data(kept: &[u8]) -> Vec<String> {
 }
 
 /// The answers in one JSON text (a message or a batch).
-fn answers_in<'a, C: Content<'a>>(json: &'a [u8]) -> Vec<Answer<C>> {
+fn answers_in<'a, C: serde::Deserialize<'a>>(json: &'a [u8]) -> Vec<Answer<C>> {
     let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
-    if !batch {
-        if let Some(found) = C::scanned(json) {
-            return found;
-        }
-    }
-    answers_by_serde(json, batch)
-}
-
-/// [`answers_in`] as serde reads them.
-fn answers_by_serde<'a, C: serde::Deserialize<'a>>(json: &'a [u8], batch: bool) -> Vec<Answer<C>> {
     let found: Vec<Answer<C>> = if batch {
         // Elements that are not answers (or not objects) are skipped.
         let items: Vec<&RawValue> = serde_json::from_slice(json).unwrap_or_default();
@@ -546,79 +511,6 @@ fn truncate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json_shape::random_json::RandomJson;
-
-    /// What the outcome reads of an answer.
-    type Read = (Option<Value>, Option<Option<Value>>, Option<Value>);
-
-    fn read(answers: &[Answer<IgnoredAny>]) -> Vec<Read> {
-        answers
-            .iter()
-            .map(|a| {
-                let is_error = a.result.as_ref().map(|r| r.is_error.clone());
-                (a.id.clone(), is_error, a.error.clone())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn scanned_answers_are_read_as_serde_reads_them() {
-        let text = "x".repeat(70_000);
-        let large = format!(
-            r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":true}}}}"#
-        );
-        let found = answers_in::<IgnoredAny>(large.as_bytes());
-        assert!(IgnoredAny::scanned(large.as_bytes()).is_some());
-        assert_eq!(
-            read(&found),
-            vec![(Some(7.into()), Some(Some(true.into())), None)]
-        );
-
-        const KEYS: &[&str] = &[
-            "id",
-            "id",
-            "result",
-            "result",
-            "error",
-            "isError",
-            "isError",
-            "content",
-            "jsonrpc",
-            "\\u0069d",
-            "is\\u0045rror",
-            "Id",
-            "code",
-            "",
-        ];
-        const SCALARS: &[&str] = &[
-            "1",
-            "\"a\"",
-            "null",
-            "true",
-            "false",
-            "-0.5e3",
-            "1e400",
-            "\"\\ud800\"",
-            "\"x\\\"}\"",
-            "\"\\u00e9\u{e9}\"",
-        ];
-        let mut random = RandomJson::new(0x1234_5678_9abc_def1, KEYS, SCALARS);
-        let (mut scanned, mut answered) = (0, 0);
-        for _ in 0..5000 {
-            let text = random.text();
-            let json = text.as_bytes();
-            let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
-            let found = read(&answers_in::<IgnoredAny>(json));
-            assert_eq!(found, read(&answers_by_serde(json, batch)), "{text}");
-            scanned += usize::from(IgnoredAny::scanned(json).is_some());
-            answered += usize::from(!found.is_empty());
-        }
-        // Not vacuous: most were scanned, and many held an answer.
-        assert!(
-            scanned > 1500 && answered > 500,
-            "{scanned} scanned, {answered} answered"
-        );
-    }
 
     fn outcome_of(result: &str) -> (Option<Value>, Option<String>) {
         let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
