@@ -52,7 +52,7 @@ impl<'a> Arguments<'a> {
             ArgumentsMode::Hash | ArgumentsMode::Drop => None,
         };
         if let Some(keys) = keys {
-            let mut copy = Copy {
+            let mut copy = Copier {
                 text: self.text.as_bytes(),
                 at: 0,
                 out,
@@ -81,7 +81,7 @@ impl<'a> Arguments<'a> {
 struct Unusual;
 
 /// A compact copy of one JSON value from `text` to `out`.
-struct Copy<'t, 'o> {
+struct Copier<'t, 'o> {
     text: &'t [u8],
     at: usize,
     out: &'o mut Vec<u8>,
@@ -89,7 +89,7 @@ struct Copy<'t, 'o> {
     keys: Option<&'t [String]>,
 }
 
-impl Copy<'_, '_> {
+impl Copier<'_, '_> {
     /// The value and nothing after it but white space.
     fn whole(&mut self) -> Result<(), Unusual> {
         self.value(0)?;
