@@ -1,9 +1,11 @@
 //! Readers shared by the gateway's one-pass JSON parsers (`jsonrpc.rs`,
 //! `filter.rs`, the audit record): a value read one way when it is an
 //! object or an array and checked and skipped otherwise, the case
-//! folding lenient decoders apply to member names, and a scan for the end
-//! of a string's plain run, eight bytes at a time.
+//! folding lenient decoders apply to member names, and the pieces of the
+//! plain scans that follow text serde checks or will check (white space,
+//! member names, a string's plain run eight bytes at a time).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -89,6 +91,25 @@ pub(crate) fn fold_eq(key: &str, target: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The first byte from `at` that is not JSON white space.
+pub(crate) fn skip_space(text: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// A member name as written (quotes included, as a scan found it), its
+/// escapes decoded as serde decodes them: `"n\u0061me"` is `name`.
+/// `None`: not a JSON string.
+pub(crate) fn member_name(quoted: &str) -> Option<Cow<'_, str>> {
+    if quoted.contains('\\') {
+        return serde_json::from_str::<String>(quoted).ok().map(Cow::Owned);
+    }
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    Some(Cow::Borrowed(inner))
 }
 
 /// Where the first byte from `at` that a JSON string must escape (a quote,

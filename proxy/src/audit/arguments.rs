@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::line;
 use super::redact::{self, sensitive, REDACTED};
-use crate::json_shape::plain_run;
+use crate::json_shape::{member_name, plain_run, skip_space};
 
 /// Deepest nesting the copy follows; deeper arguments go the `Value` way.
 const MAX_DEPTH: usize = 64;
@@ -45,23 +45,13 @@ impl<'a> Arguments<'a> {
     /// Appends what the policy keeps of the arguments (`null`: nothing,
     /// or they are not JSON).
     pub fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let start = out.len();
-        let keys = match self.mode {
-            ArgumentsMode::Keep => Some(None),
-            ArgumentsMode::Redact => Some(Some(self.keys)),
-            ArgumentsMode::Hash | ArgumentsMode::Drop => None,
+        let copied = match self.mode {
+            ArgumentsMode::Keep => self.copy(out, None),
+            ArgumentsMode::Redact => self.copy(out, Some(self.keys)),
+            ArgumentsMode::Hash | ArgumentsMode::Drop => Err(Unusual),
         };
-        if let Some(keys) = keys {
-            let mut copy = Copier {
-                text: self.text.as_bytes(),
-                at: 0,
-                out,
-                keys,
-            };
-            if copy.whole().is_ok() {
-                return Ok(());
-            }
-            out.truncate(start);
+        if copied.is_ok() {
+            return Ok(());
         }
         let kept = serde_json::from_str::<Value>(self.text)
             .ok()
@@ -73,6 +63,25 @@ impl<'a> Arguments<'a> {
                 Ok(())
             }
         }
+    }
+}
+
+impl Arguments<'_> {
+    /// Copies the text to `out`, redacting the values of `keys`; on
+    /// `Unusual` nothing is appended.
+    fn copy(&self, out: &mut Vec<u8>, keys: Option<&[String]>) -> Result<(), Unusual> {
+        let start = out.len();
+        let copied = Copier {
+            text: self.text.as_bytes(),
+            at: 0,
+            out: &mut *out,
+            keys,
+        }
+        .whole();
+        if copied.is_err() {
+            out.truncate(start);
+        }
+        copied
     }
 }
 
@@ -112,9 +121,7 @@ impl Copier<'_, '_> {
     }
 
     fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.at) {
-            self.at += 1;
-        }
+        self.at = skip_space(self.text, self.at);
     }
 
     /// A value inside `depth` containers.
@@ -211,12 +218,9 @@ impl Copier<'_, '_> {
         let Some(keys) = self.keys else {
             return Ok(false);
         };
-        if quoted.contains(&b'\\') {
-            let key: String = serde_json::from_slice(quoted).map_err(|_| Unusual)?;
-            return Ok(sensitive(&key, keys));
-        }
-        let key = std::str::from_utf8(&quoted[1..quoted.len() - 1]).map_err(|_| Unusual)?;
-        Ok(sensitive(key, keys))
+        let quoted = std::str::from_utf8(quoted).map_err(|_| Unusual)?;
+        let key = member_name(quoted).ok_or(Unusual)?;
+        Ok(sensitive(&key, keys))
     }
 
     /// The string starting here: its range in `text`, quotes included.

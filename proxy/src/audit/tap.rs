@@ -44,10 +44,8 @@ impl ResponseTap {
 
     /// The kept bytes, joined (borrowed when they are one chunk).
     pub fn bytes(&self) -> Cow<'_, [u8]> {
-        if let [one] = self.chunks.as_slices().0 {
-            if self.chunks.len() == 1 {
-                return Cow::Borrowed(one);
-            }
+        if let (Some(one), 1) = (self.chunks.front(), self.chunks.len()) {
+            return Cow::Borrowed(one);
         }
         let mut out = Vec::with_capacity(self.kept);
         for c in &self.chunks {

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use super::{way, Unreadable, Way};
-use crate::json_shape::plain_run;
+use crate::json_shape::{member_name, plain_run, skip_space};
 
 /// The tool's `name` as a client reads it (escapes decoded); `None` when
 /// it has none that is a string, or is not an object. A duplicated member,
@@ -32,7 +32,7 @@ pub(super) fn tool_name(tool: &str) -> Result<Option<Cow<'_, str>>, Unreadable> 
     }
     loop {
         let key_end = string_end(text, at)?;
-        let key = decoded(&tool[at..key_end])?;
+        let key = member_name(&tool[at..key_end]).ok_or(Unreadable)?;
         at = skip_space(text, key_end);
         if text.get(at) != Some(&b':') {
             return Err(Unreadable);
@@ -56,26 +56,6 @@ pub(super) fn tool_name(tool: &str) -> Result<Option<Cow<'_, str>>, Unreadable> 
         }
     }
     Ok(name.and_then(|n| serde_json::from_str::<Cow<str>>(n).ok()))
-}
-
-/// A member name as written (quotes included), escapes decoded.
-fn decoded(quoted: &str) -> Result<Cow<'_, str>, Unreadable> {
-    if quoted.contains('\\') {
-        return serde_json::from_str::<String>(quoted)
-            .map(Cow::Owned)
-            .map_err(|_| Unreadable);
-    }
-    quoted
-        .get(1..quoted.len() - 1)
-        .map(Cow::Borrowed)
-        .ok_or(Unreadable)
-}
-
-fn skip_space(text: &[u8], mut at: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(at) {
-        at += 1;
-    }
-    at
 }
 
 /// Just past the string that starts at `at` (its opening quote).
