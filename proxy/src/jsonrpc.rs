@@ -9,6 +9,10 @@
 //! - a key that only case-folds to a significant key (`Method`, `NAME`,
 //!   `paramſ`): some decoders (Go's `encoding/json`) match keys that way;
 //! - invalid UTF-8, lone surrogates, trailing data (serde_json refuses them).
+//!
+//! A single message is read by a plain scan (`plain.rs`) when it can: the
+//! same members kept by the same rules, several times cheaper. Anything
+//! else, errors included, is read by serde.
 
 use std::fmt;
 use std::ops::Range;
@@ -18,6 +22,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
+
+mod plain;
 
 /// A parsed request body: one message or a batch.
 #[derive(Debug, Clone)]
@@ -143,18 +149,24 @@ pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Body::Batch)
         }
-        Some(b'{') => {
-            // One pass: the members are read from the whole text, so any
-            // syntax error (trailing data included) is -32700.
-            let envelope: Envelope = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
-            message_of(&envelope, body).map(Body::Single)
-        }
+        Some(b'{') => match plain::envelope(body) {
+            Some(envelope) => message_of(&envelope, body).map(Body::Single),
+            None => parse_object(body),
+        },
         Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
             Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
             Err(e) => Err(ParseError::NotJson(e.to_string())),
         },
         None => Err(ParseError::NotJson("empty body".into())),
     }
+}
+
+/// One message read by serde: any body the plain reader leaves (unusual
+/// syntax, errors). One pass: the members are read from the whole text, so
+/// any syntax error (trailing data included) is -32700.
+fn parse_object(body: &[u8]) -> Result<Body, ParseError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
+    message_of(&envelope, body).map(Body::Single)
 }
 
 fn classify(e: &serde_json::Error, what: &str) -> ParseError {
@@ -178,29 +190,69 @@ const NAME: usize = 0;
 const ARGUMENTS: usize = 1;
 const URI: usize = 2;
 
-/// A message's significant members, read in one pass over the object:
-/// every other member is checked for syntax and skipped.
+/// A message's significant members (their values' text), read in one pass
+/// over the object: every other member is checked for syntax and skipped.
+/// Serde or the plain reader fills it, through the same methods.
+#[derive(Default)]
 struct Envelope<'a> {
     /// The members named by [`ENVELOPE_KEYS`] (`params` is in `params`).
-    members: [Option<&'a RawValue>; 6],
+    members: [Option<&'a str>; 6],
     /// `params`, read as it went by.
     params: Option<Params<'a>>,
     /// The first member named exactly `id`: errors carry it.
-    first_id: Option<&'a RawValue>,
+    first_id: Option<&'a str>,
     /// The first duplicate or look-alike of a member in [`ENVELOPE_KEYS`].
     problem: Option<String>,
 }
 
+impl<'a> Envelope<'a> {
+    /// Keeps the member [`ENVELOPE_KEYS`]`[i]` (not `params`).
+    fn keep(&mut self, i: usize, value: &'a str) {
+        if i == ID {
+            self.first_id.get_or_insert(value);
+        }
+        keep(
+            &mut self.members[i],
+            value,
+            ENVELOPE_KEYS[i],
+            &mut self.problem,
+        );
+    }
+
+    /// Keeps `params` (a second one is a problem).
+    fn keep_params(&mut self, params: Params<'a>) {
+        if self.params.replace(params).is_some() {
+            note(&mut self.problem, "duplicate member \"params\"".into());
+        }
+    }
+}
+
 /// `params`: its significant members if it is an object.
 enum Params<'a> {
-    Object {
-        /// The members named by [`PARAM_KEYS`].
-        members: [Option<&'a RawValue>; 4],
-        /// The first duplicate or look-alike of one of them.
-        problem: Option<String>,
-    },
+    Object(ParamMembers<'a>),
     /// An array, a string, a number, ...
     NotObject,
+}
+
+/// The significant members of a `params` object (their values' text).
+#[derive(Default)]
+struct ParamMembers<'a> {
+    /// The members named by [`PARAM_KEYS`].
+    members: [Option<&'a str>; 4],
+    /// The first duplicate or look-alike of one of them.
+    problem: Option<String>,
+}
+
+impl<'a> ParamMembers<'a> {
+    /// Keeps the member [`PARAM_KEYS`]`[i]`.
+    fn keep(&mut self, i: usize, value: &'a str) {
+        keep(
+            &mut self.members[i],
+            value,
+            PARAM_KEYS[i],
+            &mut self.problem,
+        );
+    }
 }
 
 /// What a member's name is to the gateway.
@@ -230,26 +282,26 @@ impl<'de> Visitor<'de> for KeyOf {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        // Exact names first (the usual case), then look-alikes: the keys
-        // are distinct in lower case, so no key is both.
-        if let Some(i) = self.0.iter().position(|want| key == *want) {
-            return Ok(Key::Significant(i));
-        }
-        Ok(match self.0.iter().find(|want| fold_eq(key, want)) {
-            Some(want) => Key::LookAlike(format!("ambiguous member {key:?}: use exactly {want:?}")),
-            None => Key::Other,
-        })
+        Ok(key_of(self.0, key))
+    }
+}
+
+/// Which of `keys` the (decoded) member name `key` is.
+fn key_of(keys: &[&str], key: &str) -> Key {
+    // Exact names first (the usual case), then look-alikes: the keys
+    // are distinct in lower case, so no key is both.
+    if let Some(i) = keys.iter().position(|want| key == *want) {
+        return Key::Significant(i);
+    }
+    match keys.iter().find(|want| fold_eq(key, want)) {
+        Some(want) => Key::LookAlike(format!("ambiguous member {key:?}: use exactly {want:?}")),
+        None => Key::Other,
     }
 }
 
 /// Keeps `value` in `slot`; a second one is the object's problem (the
 /// first problem found in document order is the one reported).
-fn keep<'a>(
-    slot: &mut Option<&'a RawValue>,
-    value: &'a RawValue,
-    key: &str,
-    problem: &mut Option<String>,
-) {
+fn keep<'a>(slot: &mut Option<&'a str>, value: &'a str, key: &str, problem: &mut Option<String>) {
     if slot.replace(value).is_some() && problem.is_none() {
         *problem = Some(format!("duplicate member {key:?}"));
     }
@@ -268,35 +320,18 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Envelope {
-                    members: [None; 6],
-                    params: None,
-                    first_id: None,
-                    problem: None,
-                };
-                let mut params_seen = false;
+                let mut out = Envelope::default();
                 while let Some(key) = map.next_key_seed(KeyOf(ENVELOPE_KEYS))? {
                     match key {
                         Key::Significant(PARAMS) => {
                             let params = map
-                                .next_value_seed(ShapeOr(ParamMembers))?
+                                .next_value_seed(ShapeOr(ReadParams))?
                                 .unwrap_or(Params::NotObject);
-                            if std::mem::replace(&mut params_seen, true) {
-                                note(&mut out.problem, "duplicate member \"params\"".into());
-                            }
-                            out.params = Some(params);
+                            out.keep_params(params);
                         }
                         Key::Significant(i) => {
                             let value: &RawValue = map.next_value()?;
-                            if i == ID {
-                                out.first_id.get_or_insert(value);
-                            }
-                            keep(
-                                &mut out.members[i],
-                                value,
-                                ENVELOPE_KEYS[i],
-                                &mut out.problem,
-                            );
+                            out.keep(i, value.get());
                         }
                         Key::LookAlike(why) => {
                             map.next_value::<de::IgnoredAny>()?;
@@ -315,29 +350,28 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
 }
 
 /// The significant members of a `params` object.
-struct ParamMembers;
+struct ReadParams;
 
-impl<'de> ReadShape<'de> for ParamMembers {
+impl<'de> ReadShape<'de> for ReadParams {
     type Out = Params<'de>;
     fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Params<'de>>, A::Error> {
-        let mut members = [None; 4];
-        let mut problem = None;
+        let mut read = ParamMembers::default();
         while let Some(key) = map.next_key_seed(KeyOf(PARAM_KEYS))? {
             match key {
                 Key::Significant(i) => {
                     let value: &RawValue = map.next_value()?;
-                    keep(&mut members[i], value, PARAM_KEYS[i], &mut problem);
+                    read.keep(i, value.get());
                 }
                 Key::LookAlike(why) => {
                     map.next_value::<de::IgnoredAny>()?;
-                    note(&mut problem, why);
+                    note(&mut read.problem, why);
                 }
                 Key::Other => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(Some(Params::Object { members, problem }))
+        Ok(Some(Params::Object(read)))
     }
 }
 
@@ -349,8 +383,8 @@ fn parse_message(text: &str, body: &[u8]) -> Result<Message, ParseError> {
 }
 
 /// Where `raw`, read from `body`, lies in it.
-fn span_in(body: &[u8], raw: &RawValue) -> Option<Range<usize>> {
-    let text = raw.get().as_bytes();
+fn span_in(body: &[u8], raw: &str) -> Option<Range<usize>> {
+    let text = raw.as_bytes();
     let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
     let end = start.checked_add(text.len())?;
     (end <= body.len()).then_some(start..end)
@@ -361,7 +395,7 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
     // The id first (leniently), so that later errors can carry it.
     let first_id = envelope
         .first_id
-        .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+        .map(|raw| serde_json::from_str::<Value>(raw).unwrap_or(Value::Null));
     let id_valid = first_id
         .as_ref()
         .is_none_or(|v| v.is_string() || v.is_number() || v.is_null());
@@ -370,7 +404,7 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
         return Err(ParseError::invalid(id, problem.clone()));
     }
     let member = |at: usize| envelope.members[at];
-    if member(JSONRPC).map(|v| v.get()) != Some("\"2.0\"") {
+    if member(JSONRPC) != Some("\"2.0\"") {
         return Err(ParseError::invalid(id, "\"jsonrpc\" must be \"2.0\""));
     }
     if !id_valid {
@@ -380,7 +414,7 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
         ));
     }
     let arguments = match &envelope.params {
-        Some(Params::Object { members, .. }) => members[ARGUMENTS],
+        Some(Params::Object(read)) => read.members[ARGUMENTS],
         _ => None,
     };
     let spans = Spans {
@@ -398,7 +432,7 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
         }
         return Err(ParseError::invalid(id, "missing \"method\""));
     };
-    let method: String = serde_json::from_str(method.get())
+    let method: String = serde_json::from_str(method)
         .map_err(|_| ParseError::invalid(id.clone(), "\"method\" must be a string"))?;
     if result.is_some() || error.is_some() {
         return Err(ParseError::invalid(
@@ -431,7 +465,7 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
 }
 
 fn param_target(params: &Params, slot: usize, id: &Option<Value>) -> Result<String, ParseError> {
-    let Params::Object { members, problem } = params else {
+    let Params::Object(ParamMembers { members, problem }) = params else {
         return Err(ParseError::invalid(
             id.clone(),
             "\"params\" must be an object",
@@ -443,7 +477,7 @@ fn param_target(params: &Params, slot: usize, id: &Option<Value>) -> Result<Stri
     let key = PARAM_KEYS[slot];
     let raw = members[slot]
         .ok_or_else(|| ParseError::invalid(id.clone(), format!("missing \"params.{key}\"")))?;
-    serde_json::from_str::<String>(raw.get())
+    serde_json::from_str::<String>(raw)
         .map_err(|_| ParseError::invalid(id.clone(), format!("\"params.{key}\" must be a string")))
 }
 

@@ -29,6 +29,7 @@ pub mod front;
 pub mod gateway;
 pub mod http1;
 pub mod http_headers;
+mod json_scan;
 mod json_shape;
 pub mod jsonrpc;
 pub mod jwt;
