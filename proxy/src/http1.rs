@@ -109,7 +109,7 @@ pub fn classify(buf: &[u8]) -> Head {
         return Head::Other;
     };
     let mut parts = http::request::Parts::from(req);
-    if fill(&mut parts.headers, parsed.headers).is_err() {
+    if fill(&mut parts.headers, parsed.headers, &buf[..len]).is_err() {
         return Head::Other;
     }
     let req = Box::new(RequestHeader::from(parts));
@@ -202,21 +202,33 @@ pub fn response_head(
             }
         }
     }
-    fill(&mut parts.headers, parsed.headers).map_err(|_| UnhandledHead)?;
+    fill(&mut parts.headers, parsed.headers, &buf[..len]).map_err(|_| UnhandledHead)?;
     Ok(Some((ResponseHeader::from(parts), len, framing)))
 }
 
-/// Adds parsed header fields to `map`, in order (without the detour
-/// through an owned name that Pingora's `append_header` takes). Names are kept lower-case
-/// (they are case-insensitive); each name and value is checked as `http`
-/// checks them.
-fn fill(map: &mut http::HeaderMap, fields: &[httparse::Header]) -> Result<(), InvalidField> {
+/// Adds the header fields parsed from `head` to `map`, in order (without
+/// the detour through an owned name that Pingora's `append_header` takes).
+/// Names are kept lower-case (they are case-insensitive); each name and
+/// value is checked as `http` checks them. One copy of `head` backs every
+/// value, where a value of its own was an allocation and a copy each.
+fn fill(
+    map: &mut http::HeaderMap,
+    fields: &[httparse::Header],
+    head: &[u8],
+) -> Result<(), InvalidField> {
+    let shared = bytes::Bytes::copy_from_slice(head);
     for f in fields {
         let name = match common_name(f.name.as_bytes()) {
             Some(name) => name,
             None => http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| InvalidField)?,
         };
-        let value = http::HeaderValue::from_bytes(f.value).map_err(|_| InvalidField)?;
+        // httparse's values are slices of `head`.
+        let at = (f.value.as_ptr() as usize)
+            .checked_sub(head.as_ptr() as usize)
+            .filter(|at| at + f.value.len() <= head.len())
+            .ok_or(InvalidField)?;
+        let value = http::HeaderValue::from_maybe_shared(shared.slice(at..at + f.value.len()))
+            .map_err(|_| InvalidField)?;
         map.try_append(name, value).map_err(|_| InvalidField)?;
     }
     Ok(())
