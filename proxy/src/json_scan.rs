@@ -1,8 +1,8 @@
 //! A strict JSON scanner: finds where a value ends, checking it against
 //! the JSON grammar (RFC 8259) on the way, without decoding anything. The
-//! plain readers (`jsonrpc/plain.rs`, `filter/tool_name.rs`) follow text
-//! with it; where it says `None` the text is not JSON, or is nested deeper
-//! than [`MAX_DEPTH`], and serde's reading decides.
+//! plain request reader (`jsonrpc/plain.rs`) follows text with it; where
+//! it says `None` the text is not JSON, or is nested deeper than
+//! [`MAX_DEPTH`], and serde's reading decides.
 //!
 //! Strings are checked as serde checks a string it skips: no unescaped
 //! control byte, only JSON's escapes, `\u` with four hex digits (a lone
@@ -128,7 +128,7 @@ fn some_digits_end(text: &[u8], at: usize) -> Option<usize> {
 
 /// Just past the string at `at` (its opening quote): no control byte
 /// unescaped, every escape one JSON has.
-pub(crate) fn string_end(text: &[u8], at: usize) -> Option<usize> {
+fn string_end(text: &[u8], at: usize) -> Option<usize> {
     if text.get(at) != Some(&b'"') {
         return None;
     }
