@@ -101,9 +101,10 @@ pub(crate) fn skip_space(text: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// A member name as written (quotes included, as a scan found it), its
-/// escapes decoded as serde decodes them: `"n\u0061me"` is `name`.
-/// `None`: not a JSON string.
+/// A member name as written (quotes included, as a scan found it), or
+/// any value serde or a scan checked, its escapes decoded as serde decodes
+/// them: `"n\u0061me"` is `name`. `None`: not a JSON string (or one holding
+/// a lone surrogate).
 pub(crate) fn member_name(quoted: &str) -> Option<Cow<'_, str>> {
     if quoted.contains('\\') {
         return serde_json::from_str::<String>(quoted).ok().map(Cow::Owned);

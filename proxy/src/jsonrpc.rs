@@ -14,6 +14,7 @@
 //! same members kept by the same rules, several times cheaper. Anything
 //! else, errors included, is read by serde.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -21,7 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::json_shape::{fold_eq, ReadShape, ShapeOr};
+use crate::json_shape::{fold_eq, member_name, ReadShape, ShapeOr};
 
 mod plain;
 
@@ -432,8 +433,8 @@ fn message_of(envelope: &Envelope, body: &[u8]) -> Result<Message, ParseError> {
         }
         return Err(ParseError::invalid(id, "missing \"method\""));
     };
-    let method: String = serde_json::from_str(method)
-        .map_err(|_| ParseError::invalid(id.clone(), "\"method\" must be a string"))?;
+    let method = string_value(method)
+        .ok_or_else(|| ParseError::invalid(id.clone(), "\"method\" must be a string"))?;
     if result.is_some() || error.is_some() {
         return Err(ParseError::invalid(
             id,
@@ -477,8 +478,16 @@ fn param_target(params: &Params, slot: usize, id: &Option<Value>) -> Result<Stri
     let key = PARAM_KEYS[slot];
     let raw = members[slot]
         .ok_or_else(|| ParseError::invalid(id.clone(), format!("missing \"params.{key}\"")))?;
-    serde_json::from_str::<String>(raw)
-        .map_err(|_| ParseError::invalid(id.clone(), format!("\"params.{key}\" must be a string")))
+    string_value(raw).ok_or_else(|| {
+        ParseError::invalid(id.clone(), format!("\"params.{key}\" must be a string"))
+    })
+}
+
+/// A member's value (valid JSON text) as a string, escapes decoded as
+/// serde decodes them; `None` when it is not a string or holds a lone
+/// surrogate.
+fn string_value(raw: &str) -> Option<String> {
+    member_name(raw).map(Cow::into_owned)
 }
 
 #[cfg(test)]
