@@ -230,6 +230,7 @@ impl<'a> Envelope<'a> {
 
 /// `params`: its significant members if it is an object.
 enum Params<'a> {
+    /// An object: its significant members.
     Object(ParamMembers<'a>),
     /// An array, a string, a number, ...
     NotObject,
