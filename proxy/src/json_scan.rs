@@ -91,7 +91,7 @@ fn literal_end(text: &[u8], at: usize, literal: &[u8]) -> Option<usize> {
 }
 
 /// Just past the number at `at`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-fn number_end(text: &[u8], mut at: usize) -> Option<usize> {
+pub(crate) fn number_end(text: &[u8], mut at: usize) -> Option<usize> {
     if text.get(at) == Some(&b'-') {
         at += 1;
     }

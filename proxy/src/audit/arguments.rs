@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::line;
 use super::redact::{self, sensitive, REDACTED};
+use crate::json_scan::number_end;
 use crate::json_shape::{member_name, plain_run, skip_space};
 
 /// Deepest nesting the copy follows; deeper arguments go the `Value` way.
@@ -277,39 +278,10 @@ impl Copier<'_, '_> {
     /// also be one `Value` reads (finite as an `f64`).
     fn number(&mut self) -> Result<(), Unusual> {
         let start = self.at;
-        let digits = |c: &mut Self| {
-            let from = c.at;
-            while c.text.get(c.at).is_some_and(u8::is_ascii_digit) {
-                c.at += 1;
-            }
-            c.at - from
-        };
-        if self.peek()? == b'-' {
-            self.at += 1;
-        }
-        let whole = digits(self);
-        if whole == 0 || (whole > 1 && self.text[self.at - whole] == b'0') {
-            return Err(Unusual);
-        }
-        let mut plain = whole <= 18;
-        if self.text.get(self.at) == Some(&b'.') {
-            self.at += 1;
-            if digits(self) == 0 {
-                return Err(Unusual);
-            }
-            plain = false;
-        }
-        if let Some(b'e' | b'E') = self.text.get(self.at) {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.text.get(self.at) {
-                self.at += 1;
-            }
-            if digits(self) == 0 {
-                return Err(Unusual);
-            }
-            plain = false;
-        }
+        self.at = number_end(self.text, start).ok_or(Unusual)?;
         let number = &self.text[start..self.at];
+        let integer = number.iter().all(|b| b.is_ascii_digit() || *b == b'-');
+        let plain = integer && number.len() - usize::from(number[0] == b'-') <= 18;
         if !plain {
             let read = std::str::from_utf8(number)
                 .ok()
