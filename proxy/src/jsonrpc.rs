@@ -12,18 +12,16 @@
 //!
 //! A single message is read by a plain scan (`plain.rs`) when it can: the
 //! same members kept by the same rules, several times cheaper. Anything
-//! else, errors included, is read by serde.
+//! else, errors included, is read by serde (`by_serde.rs`).
 
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::json_shape::{fold_eq, member_name, ReadShape, ShapeOr};
+use crate::json_shape::{fold_eq, member_name};
 
+mod by_serde;
 mod plain;
 
 /// A parsed request body: one message or a batch.
@@ -138,44 +136,13 @@ pub(crate) fn first_byte(json: &[u8]) -> Option<u8> {
 /// Parses a request body (already decompressed).
 pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
     match first_byte(body) {
-        Some(b'[') => {
-            let items: Vec<&RawValue> =
-                serde_json::from_slice(body).map_err(|e| classify(&e, "a batch"))?;
-            if items.is_empty() {
-                return Err(ParseError::invalid(None, "empty batch"));
-            }
-            items
-                .iter()
-                .map(|raw| parse_message(raw.get(), body))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Body::Batch)
-        }
+        Some(b'[') => by_serde::batch(body),
         Some(b'{') => match plain::envelope(body) {
             Some(envelope) => message_of(&envelope, body).map(Body::Single),
-            None => parse_object(body),
+            None => by_serde::object(body),
         },
-        Some(_) => match serde_json::from_slice::<de::IgnoredAny>(body) {
-            Ok(_) => Err(ParseError::invalid(None, "a request must be a JSON object")),
-            Err(e) => Err(ParseError::NotJson(e.to_string())),
-        },
+        Some(_) => by_serde::not_an_object(body),
         None => Err(ParseError::NotJson("empty body".into())),
-    }
-}
-
-/// One message read by serde: any body the plain reader leaves (unusual
-/// syntax, errors). One pass: the members are read from the whole text, so
-/// any syntax error (trailing data included) is -32700.
-fn parse_object(body: &[u8]) -> Result<Body, ParseError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| classify(&e, ""))?;
-    message_of(&envelope, body).map(Body::Single)
-}
-
-fn classify(e: &serde_json::Error, what: &str) -> ParseError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ParseError::NotJson(e.to_string()),
-        Category::Data if what.is_empty() => ParseError::NotJson(e.to_string()),
-        Category::Data => ParseError::invalid(None, format!("{what}: {e}")),
     }
 }
 
@@ -267,27 +234,6 @@ enum Key {
     LookAlike(String),
 }
 
-/// Reads a member name (escapes decoded, borrowed where it has none) and
-/// says which of `keys` it is.
-struct KeyOf(&'static [&'static str]);
-
-impl<'de> de::DeserializeSeed<'de> for KeyOf {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyOf {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        Ok(key_of(self.0, key))
-    }
-}
-
 /// Which of `keys` the (decoded) member name `key` is.
 fn key_of(keys: &[&str], key: &str) -> Key {
     // Exact names first (the usual case), then look-alikes: the keys
@@ -311,77 +257,6 @@ fn keep<'a>(slot: &mut Option<&'a str>, value: &'a str, key: &str, problem: &mut
 
 fn note(problem: &mut Option<String>, what: String) {
     problem.get_or_insert(what);
-}
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Envelope<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Envelope::default();
-                while let Some(key) = map.next_key_seed(KeyOf(ENVELOPE_KEYS))? {
-                    match key {
-                        Key::Significant(PARAMS) => {
-                            let params = map
-                                .next_value_seed(ShapeOr(ReadParams))?
-                                .unwrap_or(Params::NotObject);
-                            out.keep_params(params);
-                        }
-                        Key::Significant(i) => {
-                            let value: &RawValue = map.next_value()?;
-                            out.keep(i, value.get());
-                        }
-                        Key::LookAlike(why) => {
-                            map.next_value::<de::IgnoredAny>()?;
-                            note(&mut out.problem, why);
-                        }
-                        Key::Other => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// The significant members of a `params` object.
-struct ReadParams;
-
-impl<'de> ReadShape<'de> for ReadParams {
-    type Out = Params<'de>;
-    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Params<'de>>, A::Error> {
-        let mut read = ParamMembers::default();
-        while let Some(key) = map.next_key_seed(KeyOf(PARAM_KEYS))? {
-            match key {
-                Key::Significant(i) => {
-                    let value: &RawValue = map.next_value()?;
-                    read.keep(i, value.get());
-                }
-                Key::LookAlike(why) => {
-                    map.next_value::<de::IgnoredAny>()?;
-                    note(&mut read.problem, why);
-                }
-                Key::Other => {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Some(Params::Object(read)))
-    }
-}
-
-/// A message of a batch: `text`, a part of `body`.
-fn parse_message(text: &str, body: &[u8]) -> Result<Message, ParseError> {
-    let envelope: Envelope = serde_json::from_str(text)
-        .map_err(|_| ParseError::invalid(None, "each message must be a JSON object"))?;
-    message_of(&envelope, body)
 }
 
 /// Where `raw`, read from `body`, lies in it.

@@ -74,7 +74,7 @@ fn params(body: &str, at: usize) -> Option<(Params<'_>, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{message_of, parse_object, Body, Message, ParseError};
+    use super::super::{by_serde, message_of, Body, Message, ParseError};
     use super::envelope;
     use crate::json_shape::random_json::RandomJson;
 
@@ -85,7 +85,7 @@ mod tests {
 
     /// Serde's reading of `body`.
     fn by_serde(body: &str) -> Result<Message, ParseError> {
-        parse_object(body.as_bytes()).map(|b| match b {
+        by_serde::object(body.as_bytes()).map(|b| match b {
             Body::Single(m) => m,
             Body::Batch(_) => unreachable!("an object"),
         })
