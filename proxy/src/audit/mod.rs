@@ -12,6 +12,7 @@
 //! `reject` refuses its new calls, `drop` serves them and counts the lost
 //! records. Nothing is lost without a count and a log line.
 
+mod answers;
 mod arguments;
 mod line;
 mod message;

@@ -6,20 +6,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use catalog::audit::{ArgumentsMode, AuditRecord, ClientInfo, Decision, Outcome};
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::answers::{event_data, read_answers, Answer};
 use super::arguments::Arguments;
-use super::message::{present, Message};
-use super::tap::ResponseTap;
+use super::message::Message;
 use super::AuditEvent;
 use crate::error::Refusal;
-use crate::json_shape::{ReadShape, ShapeOr};
 
 /// The messages admission read, when the record is of exactly the body it
 /// checked and admitted, and none is an `initialize` (whose `clientInfo`
@@ -266,40 +262,17 @@ impl RecordBuilder {
         } else {
             Vec::new()
         };
-        if excerpt_chars > 0 {
-            let answers = read_answers::<&RawValue>(tap, &kept, &events);
-            judge(&answers, &id, count, rec, excerpt_chars);
-        } else {
-            // `content` is skipped, not kept: a large result is not even
-            // checked as text.
-            let answers = read_answers::<IgnoredAny>(tap, &kept, &events);
-            judge(&answers, &id, count, rec, 0);
-        }
-    }
-}
-
-/// The answers in the kept part of a response (`kept`; `events`: the data
-/// of each of its events, for an event stream).
-fn read_answers<'a, C: Content<'a>>(
-    tap: &ResponseTap,
-    kept: &'a [u8],
-    events: &'a [String],
-) -> Vec<Answer<C>> {
-    match (tap.sse, tap.truncated) {
-        (true, _) => events
-            .iter()
-            .flat_map(|d| answers_in(d.as_bytes()))
-            .collect(),
-        // A cut JSON body holds no whole answer.
-        (false, true) => Vec::new(),
-        (false, false) => answers_in(kept),
+        // Without an excerpt, `content` is skipped: a large result is not
+        // even checked as text.
+        let answers = read_answers(tap, &kept, &events, excerpt_chars > 0);
+        judge(&answers, &id, count, rec, excerpt_chars);
     }
 }
 
 /// The outcome of the call with `id` (one of `count` messages), from the
 /// answers to it, and an excerpt of its result's text when one is asked for.
-fn judge<'a, C: Content<'a>>(
-    answers: &[Answer<C>],
+fn judge(
+    answers: &[Answer],
     id: &Value,
     count: usize,
     rec: &mut AuditRecord,
@@ -329,8 +302,6 @@ fn judge<'a, C: Content<'a>>(
         // The first text of `content`, read only when an excerpt is asked for.
         let content = result
             .content
-            .as_ref()
-            .and_then(Content::text)
             .and_then(|c| serde_json::from_str::<Value>(c).ok());
         rec.response_excerpt = content
             .as_ref()
@@ -338,148 +309,6 @@ fn judge<'a, C: Content<'a>>(
             .and_then(|items| items.iter().find_map(|c| c.get("text")?.as_str()))
             .map(|t| truncate(t, excerpt_chars));
     }
-}
-
-/// How a result's `content` is read: as its text in the response (for an
-/// excerpt), or skipped.
-trait Content<'de>: serde::Deserialize<'de> {
-    /// The content's JSON text, if it was kept.
-    fn text(&self) -> Option<&'de str>;
-}
-
-impl<'de> Content<'de> for &'de RawValue {
-    fn text(&self) -> Option<&'de str> {
-        Some(self.get())
-    }
-}
-
-impl<'de> Content<'de> for IgnoredAny {
-    fn text(&self) -> Option<&'de str> {
-        None
-    }
-}
-
-/// A JSON-RPC answer as the audit record reads it: its id, and its result
-/// (what the outcome needs of it) or error.
-#[derive(serde::Deserialize)]
-#[serde(bound(deserialize = "C: serde::Deserialize<'de>"))]
-struct Answer<C> {
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    result: Option<ResultSummary<C>>,
-    #[serde(default, deserialize_with = "present")]
-    error: Option<Value>,
-}
-
-impl<C> Answer<C> {
-    fn answers(&self) -> bool {
-        self.result.is_some() || self.error.is_some()
-    }
-}
-
-/// What a record needs of a result, read in the one pass over the answer
-/// (a large result is not scanned twice): `isError`, and `content` left
-/// unparsed for an excerpt. Any result that is not an object has neither.
-struct ResultSummary<C> {
-    /// `isError`; none when it is given twice.
-    is_error: Option<Value>,
-    /// The last `content` (see [`Content`]).
-    content: Option<C>,
-}
-
-impl<C> Default for ResultSummary<C> {
-    fn default() -> Self {
-        ResultSummary {
-            is_error: None,
-            content: None,
-        }
-    }
-}
-
-/// The members of a result the record reads (names escapes-decoded).
-#[derive(serde::Deserialize)]
-#[serde(field_identifier)]
-enum ResultMember {
-    #[serde(rename = "isError")]
-    IsError,
-    #[serde(rename = "content")]
-    Content,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de, C: serde::Deserialize<'de>> serde::Deserialize<'de> for ResultSummary<C> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::DeserializeSeed;
-        ShapeOr(SummaryMembers(PhantomData))
-            .deserialize(d)
-            .map(Option::unwrap_or_default)
-    }
-}
-
-/// What [`ResultSummary`] reads of a result object.
-struct SummaryMembers<C>(PhantomData<C>);
-
-impl<'de, C: serde::Deserialize<'de>> ReadShape<'de> for SummaryMembers<C> {
-    type Out = ResultSummary<C>;
-    fn object<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<Option<ResultSummary<C>>, A::Error> {
-        let mut out = ResultSummary::default();
-        let mut is_error_seen = 0;
-        while let Some(key) = map.next_key::<ResultMember>()? {
-            match key {
-                ResultMember::IsError => {
-                    is_error_seen += 1;
-                    out.is_error = Some(map.next_value()?);
-                }
-                ResultMember::Content => out.content = Some(map.next_value()?),
-                ResultMember::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if is_error_seen > 1 {
-            // Ambiguous: read as no `isError` at all.
-            out.is_error = None;
-        }
-        Ok(Some(out))
-    }
-}
-
-/// The data of each event in the kept part of an event stream.
-fn event_data(kept: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(kept);
-    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    normalized
-        .split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            (!data.is_empty()).then(|| data.join("\n"))
-        })
-        .collect()
-}
-
-/// The answers in one JSON text (a message or a batch).
-fn answers_in<'a, C: serde::Deserialize<'a>>(json: &'a [u8]) -> Vec<Answer<C>> {
-    let batch = crate::jsonrpc::first_byte(json) == Some(b'[');
-    let found: Vec<Answer<C>> = if batch {
-        // Elements that are not answers (or not objects) are skipped.
-        let items: Vec<&RawValue> = serde_json::from_slice(json).unwrap_or_default();
-        items
-            .into_iter()
-            .filter_map(|item| serde_json::from_str(item.get()).ok())
-            .collect()
-    } else {
-        serde_json::from_slice(json).ok().into_iter().collect()
-    };
-    found.into_iter().filter(Answer::answers).collect()
 }
 
 fn reason(refusal: &Refusal, tool: Option<&str>) -> String {
@@ -506,61 +335,4 @@ fn first_error_code(body: &Value) -> Option<i64> {
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome_of(result: &str) -> (Option<Value>, Option<String>) {
-        let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
-        let found = answers_in::<&RawValue>(answer.as_bytes());
-        assert_eq!(found.len(), 1, "{answer}");
-        let summary = found[0].result.as_ref().expect("a result");
-        let content = summary.content.as_ref().map(|c| c.get().to_string());
-        // Read without its content (no excerpt asked for): the same outcome.
-        let skipped = answers_in::<IgnoredAny>(answer.as_bytes());
-        let without = skipped[0].result.as_ref().expect("a result");
-        assert_eq!(without.is_error, summary.is_error, "{answer}");
-        (summary.is_error.clone(), content)
-    }
-
-    #[test]
-    fn answers_are_read_from_each_event_of_a_stream() {
-        let kept = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata: \"result\":{\"content\":[],\"isError\":true}}\n\n";
-        let events = event_data(kept);
-        assert_eq!(events.len(), 2, "{events:?}");
-        let answers: Vec<Answer<&RawValue>> = events
-            .iter()
-            .flat_map(|d| answers_in(d.as_bytes()))
-            .collect();
-        assert_eq!(answers.len(), 1, "a notification is no answer");
-        assert_eq!(answers[0].id, Some(Value::from(1)));
-        let result = answers[0].result.as_ref().expect("a result");
-        assert_eq!(result.is_error, Some(Value::Bool(true)));
-        assert_eq!(result.content.map(RawValue::get), Some("[]"));
-    }
-
-    #[test]
-    fn a_result_is_read_for_its_outcome_in_one_pass() {
-        let (is_error, content) =
-            outcome_of(r#"{"content":[{"type":"text","text":"hi"}],"isError":true}"#);
-        assert_eq!(is_error, Some(Value::Bool(true)));
-        assert_eq!(content.as_deref(), Some(r#"[{"type":"text","text":"hi"}]"#));
-        // Escaped member names are the names they decode to.
-        assert_eq!(
-            outcome_of(r#"{"is\u0045rror":true}"#).0,
-            Some(Value::Bool(true))
-        );
-        // Given twice, `isError` is ambiguous: not read.
-        assert_eq!(outcome_of(r#"{"isError":true,"isError":false}"#).0, None);
-        // A result that is not an object is still an answer, with neither.
-        for other in ["null", "[true]", "5", "\"x\"", "false"] {
-            assert_eq!(outcome_of(other), (None, None), "{other}");
-        }
-        // An error answer has no result.
-        let error =
-            answers_in::<IgnoredAny>(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601}}"#);
-        assert!(error[0].result.is_none() && error[0].error.is_some());
-    }
 }
