@@ -2,7 +2,7 @@
 //! which headers never cross the gateway.
 
 use catalog::Settings;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::error::Refusal;
@@ -83,19 +83,18 @@ fn host_allowed(authority: &str, settings: &Settings) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` is lower case, as
-/// `http::HeaderName`s are.
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` in any case.
+fn hop_by_hop(name: &[u8]) -> bool {
+    const HOP_BY_HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// A header that carries the agent's own credentials, or a browser origin
@@ -117,18 +116,16 @@ fn caller_only(name: &str) -> bool {
     )
 }
 
-/// The header names a `Connection` header lists (lower case), besides the
+/// The header names `Connection` values list (lower case), besides the
 /// usual `close` / `keep-alive`, which name no header present. Nothing is
-/// allocated when it lists only those.
-fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+/// allocated when they list only those. A value that is not visible ASCII
+/// lists nothing (as `http` reads values as text).
+fn connection_listed<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     let mut listed = Vec::new();
-    let values = headers.get_all(http::header::CONNECTION);
-    for token in values
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
+    let text = values
+        .filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
+        .filter_map(|v| std::str::from_utf8(v).ok());
+    for token in text.flat_map(|v| v.split(',')).map(str::trim) {
         let usual = token.is_empty()
             || token.eq_ignore_ascii_case("close")
             || token.eq_ignore_ascii_case("keep-alive");
@@ -146,7 +143,8 @@ fn present(
     headers: &http::HeaderMap,
     drop: impl Fn(&str) -> bool,
 ) -> Vec<http::header::HeaderName> {
-    let listed = connection_listed(headers);
+    let connection = headers.get_all(http::header::CONNECTION);
+    let listed = connection_listed(connection.iter().map(HeaderValue::as_bytes));
     headers
         .keys()
         .filter(|name| drop(name.as_str()) || listed.iter().any(|l| l == name.as_str()))
@@ -203,7 +201,7 @@ impl UpstreamHead for http::request::Parts {
 /// Removes hop-by-hop headers and the caller's credentials from a request
 /// about to go upstream.
 pub fn strip_request(req: &mut impl UpstreamHead) {
-    let drop = |n: &str| hop_by_hop(n) || caller_only(n) || n == "expect";
+    let drop = |n: &str| hop_by_hop(n.as_bytes()) || caller_only(n) || n == "expect";
     for name in present(req.fields(), drop) {
         req.remove_field(&name);
     }
@@ -241,15 +239,76 @@ pub(crate) fn has_only(
     matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == value)
 }
 
-/// Removes hop-by-hop headers from an upstream response.
-pub fn strip_response(resp: &mut ResponseHeader) {
-    // Pingora frames the response itself: transfer-encoding stays for it.
-    let drop = |n: &str| n != "transfer-encoding" && hop_by_hop(n);
-    for name in present(&resp.headers, drop) {
-        if name != http::header::TRANSFER_ENCODING {
-            resp.remove_header(&name);
+/// A response head the gateway's rules edit: Pingora's, or on the
+/// gateway's own paths the head as the upstream sent it
+/// ([`crate::http1::RawResponse`]). Names are compared in any case.
+pub trait ResponseFields {
+    /// The status.
+    fn status(&self) -> StatusCode;
+    /// Sets the status.
+    fn set_status(&mut self, status: StatusCode) -> pingora_error::Result<()>;
+    /// Every value of `name`, in order.
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+    /// Sets `name` to `value` alone.
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
+    /// Removes every `name` field.
+    fn remove_field(&mut self, name: &HeaderName);
+    /// Removes every field whose name `drop` picks.
+    fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool);
+
+    /// The first value of `name`.
+    fn field<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    /// Does `name` occur exactly once, with exactly `value`?
+    fn has_only(&self, name: &HeaderName, value: &[u8]) -> bool {
+        let mut values = self.values(name);
+        matches!((values.next(), values.next()), (Some(v), None) if v == value)
+    }
+}
+
+impl ResponseFields for ResponseHeader {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn set_status(&mut self, status: StatusCode) -> pingora_error::Result<()> {
+        ResponseHeader::set_status(self, status)
+    }
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.get_all(name).iter().map(HeaderValue::as_bytes)
+    }
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
+        self.insert_header(name, value)
+    }
+    fn remove_field(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
+        let picked: Vec<HeaderName> = self
+            .headers
+            .keys()
+            .filter(|n| drop(n.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for name in picked {
+            self.remove_header(&name);
         }
     }
+}
+
+/// Removes hop-by-hop headers from an upstream response, and those its
+/// `Connection` header lists; `Transfer-Encoding` stays (the body's framing
+/// is decided, and the field set, by whoever relays it).
+pub fn strip_response(resp: &mut impl ResponseFields) {
+    let listed = connection_listed(resp.values(&http::header::CONNECTION));
+    resp.remove_where(|name| {
+        !name.eq_ignore_ascii_case(b"transfer-encoding")
+            && (hop_by_hop(name)
+                || listed
+                    .iter()
+                    .any(|l| name.eq_ignore_ascii_case(l.as_bytes())))
+    });
 }
 
 #[cfg(test)]
@@ -357,6 +416,55 @@ mod tests {
         assert_eq!(
             names(&resp.headers),
             ["close", "content-type", "transfer-encoding"]
+        );
+    }
+
+    #[test]
+    fn both_kinds_of_response_head_lose_the_same_fields() {
+        let fields = [
+            ("Connection", "keep-alive, X-Upstream-Hop"),
+            ("connection", "Upgrade"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "X-T"),
+            ("Upgrade", "h2c"),
+            ("Transfer-Encoding", "chunked"),
+            ("x-upstream-hop", "listed"),
+            ("Server", "up"),
+            ("Mcp-Session-Id", "s1"),
+            ("Content-Type", "text/event-stream"),
+        ];
+        let mut pingora = ResponseHeader::build(200, None).unwrap();
+        let mut text = "HTTP/1.1 200 OK\r\n".to_string();
+        for (name, value) in fields {
+            pingora.append_header(name, value).unwrap();
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("\r\n");
+        let (mut raw, _, _) = crate::http1::response_head(text.as_bytes())
+            .unwrap()
+            .unwrap();
+        strip_response(&mut pingora);
+        strip_response(&mut raw);
+        let expected = [
+            ("server", "up"),
+            ("mcp-session-id", "s1"),
+            ("content-type", "text/event-stream"),
+            ("transfer-encoding", "chunked"),
+        ];
+        for (name, value) in expected {
+            let name = HeaderName::from_static(name);
+            let kept: Vec<&[u8]> = pingora.values(&name).collect();
+            assert_eq!(kept, [value.as_bytes()], "{name}");
+            let kept: Vec<&[u8]> = raw.values(&name).collect();
+            assert_eq!(kept, [value.as_bytes()], "{name}");
+        }
+        assert_eq!(pingora.headers.len(), expected.len());
+        let wire = String::from_utf8(raw.to_wire()).unwrap();
+        assert_eq!(
+            wire,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: up\r\nMcp-Session-Id: s1\r\nContent-Type: text/event-stream\r\n\r\n"
         );
     }
 }

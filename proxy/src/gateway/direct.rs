@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use catalog::model::Transport;
+use http::HeaderValue;
 use pingora_core::protocols::Stream;
 use pingora_error::{Error, ErrorSource, ErrorType};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -39,8 +40,8 @@ use super::relay::{agent_gone, read_response_head, write, AgentSide, HeadError, 
 use super::{failure_status, Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
 use crate::error::Refusal;
-use crate::http1::{self, Framing};
-use crate::http_headers::{has_only, UpstreamHead};
+use crate::http1::{self, Framing, RawResponse};
+use crate::http_headers::{ResponseFields, UpstreamHead};
 use crate::metrics::ToolDecision;
 
 /// How long connecting to the upstream may take (as for Pingora's peers),
@@ -246,7 +247,7 @@ impl Gateway {
         &self,
         addr: SocketAddr,
         wire: &[u8],
-    ) -> pingora_error::Result<(TcpStream, ResponseHeader, Framing, Vec<u8>)> {
+    ) -> pingora_error::Result<(TcpStream, RawResponse, Framing, Vec<u8>)> {
         if let Some(mut kept) = self.upstream_pool.take(addr) {
             if kept.write_all(wire).await.is_ok() {
                 match read_response_head(&mut kept, None).await {
@@ -275,26 +276,23 @@ impl Gateway {
         agent: &mut Agent<'_>,
         mut upstream: TcpStream,
         addr: SocketAddr,
-        mut resp: ResponseHeader,
+        mut resp: RawResponse,
         framing: Framing,
         rest: Vec<u8>,
         ctx: &mut RequestCtx,
     ) -> Ended {
-        let framing = match resp.status.as_u16() {
+        let framing = match resp.status().as_u16() {
             // No body, whatever the head says (RFC 9112 §6.3).
             204 | 304 => Framing::Length(0),
             _ => framing,
         };
-        let upstream_keeps = resp.version != http::Version::HTTP_10
+        let upstream_keeps = !resp.is_http10()
             && !resp
-                .headers
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .any(|v| contains_token(v.as_bytes(), b"close"));
+                .values(&http::header::CONNECTION)
+                .any(|v| contains_token(v, b"close"));
         let coding = resp
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .map(|v| v.as_bytes().trim_ascii().to_ascii_lowercase())
+            .field(&http::header::CONTENT_ENCODING)
+            .map(|v| v.trim_ascii().to_ascii_lowercase())
             .filter(|v| v != b"identity");
         let prepared = (|| {
             let content_type = self.receive_head(&mut resp, ctx)?;
@@ -305,7 +303,7 @@ impl Gateway {
             if let Some(coding) = coding.filter(|_| ctx.response.rewrites()) {
                 // A tool list is filtered decoded (as Pingora decompresses it)
                 // and passed on as it was rewritten.
-                resp.remove_header(&http::header::CONTENT_ENCODING);
+                resp.remove_field(&http::header::CONTENT_ENCODING);
                 ctx.response = match (&ctx.response, coding.as_slice()) {
                     (ResponseMode::Json(_), b"gzip" | b"x-gzip") => {
                         ResponseMode::CompressedJson(Vec::new(), true)
@@ -316,33 +314,36 @@ impl Gateway {
                     _ => {
                         // A tool list the gateway cannot read is not passed on.
                         resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-                        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                        let json = HeaderValue::from_static("application/json");
+                        resp.set_field(http::header::CONTENT_TYPE, json)?;
                         ResponseMode::Replace(crate::filter::unreadable_error())
                     }
                 };
             }
             // A 204 or 304 has no body, whatever the rules chose (a body
             // would be read as the next response).
-            let no_body = matches!(resp.status.as_u16(), 204 | 304);
+            let no_body = matches!(resp.status().as_u16(), 204 | 304);
             if no_body {
                 ctx.response = ResponseMode::PassThrough;
             }
             let rewritten = !matches!(ctx.response, ResponseMode::PassThrough);
             let chunked = !no_body && (rewritten || !matches!(framing, Framing::Length(_)));
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            resp.remove_field(&http::header::TRANSFER_ENCODING);
             if chunked {
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                resp.remove_field(&http::header::CONTENT_LENGTH);
+                let chunked = HeaderValue::from_static("chunked");
+                resp.set_field(http::header::TRANSFER_ENCODING, chunked)?;
             } else if let (false, Framing::Length(n)) = (no_body, &framing) {
                 // The agent's framing is stated by the gateway: an upstream's
                 // `Connection` header may have named its `Content-Length`.
-                let n = http::HeaderValue::from(*n);
-                if !has_only(&resp.headers, &http::header::CONTENT_LENGTH, n.as_bytes()) {
-                    resp.insert_header(http::header::CONTENT_LENGTH, n)?;
+                let n = HeaderValue::from(*n);
+                if !resp.has_only(&http::header::CONTENT_LENGTH, n.as_bytes()) {
+                    resp.set_field(http::header::CONTENT_LENGTH, n)?;
                 }
             }
             if agent.close {
-                resp.insert_header(http::header::CONNECTION, "close")?;
+                let close = HeaderValue::from_static("close");
+                resp.set_field(http::header::CONNECTION, close)?;
             }
             Ok::<_, Box<Error>>(chunked)
         })();
@@ -350,9 +351,9 @@ impl Gateway {
             Ok(chunked) => chunked,
             Err(e) => return self.answer_failure(agent.conn, &e, ctx).await,
         };
-        let status = resp.status.as_u16();
+        let status = resp.status().as_u16();
         let relay = Relay {
-            head: http1::response_bytes(&resp),
+            head: resp.to_wire(),
             framing,
             pending: rest,
             chunked,

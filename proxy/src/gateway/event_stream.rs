@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use http::HeaderValue;
 use pingora_core::protocols::Stream;
 use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
@@ -30,7 +31,7 @@ use super::relay::{read_response_head, AgentSide, Relay};
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
 use crate::http1;
-use crate::http_headers::{strip_response, UpstreamHead};
+use crate::http_headers::{strip_response, ResponseFields, UpstreamHead};
 use crate::sse::SseRewriter;
 
 /// How long the upstream may take to answer with its response head.
@@ -62,27 +63,23 @@ impl Gateway {
             return false;
         };
         let is_events = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                v.as_bytes()
-                    .to_ascii_lowercase()
-                    .starts_with(b"text/event-stream")
-            });
+            .field(&http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with(b"text/event-stream"));
         // Re-check first: a sweep that ran before the registration below must not be missed.
-        if !resp.status.is_success() || !is_events || route.refresh(&self.snapshots).is_err() {
+        if !resp.status().is_success() || !is_events || route.refresh(&self.snapshots).is_err() {
             return false;
         }
         // Committed: from here on the agent is answered on this path.
-        let status = resp.status.as_u16();
+        let status = resp.status().as_u16();
         ctx.tally.upstream_responded(status);
         strip_response(&mut resp);
         let framed = (|| {
             self.seal_issued_session(&mut resp, &route, &mut ctx.audit)?;
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            resp.remove_field(&http::header::CONTENT_LENGTH);
+            let chunked = HeaderValue::from_static("chunked");
+            resp.set_field(http::header::TRANSFER_ENCODING, chunked)?;
             // The connection ends with the stream (it is this path's only request).
-            resp.insert_header(http::header::CONNECTION, "close")
+            resp.set_field(http::header::CONNECTION, HeaderValue::from_static("close"))
         })();
         if self.auditor.is_some() {
             ctx.audit.tap.sse = true;
@@ -91,7 +88,7 @@ impl Gateway {
         ctx.stream = self.register_stream(&route);
         ctx.response = ResponseMode::Sse(SseRewriter::default());
         ctx.route = Some(route);
-        let head = http1::response_bytes(&resp);
+        let head = resp.to_wire();
         drop(resp);
         let whole = req;
         let req = super::summary(&whole);

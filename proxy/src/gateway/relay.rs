@@ -8,14 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use pingora_core::protocols::Stream;
 use pingora_error::{Error, ErrorType};
-use pingora_http::ResponseHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{Gateway, RequestCtx};
-use crate::http1::{self, ChunkedDecoder, Framing};
+use crate::http1::{self, ChunkedDecoder, Framing, RawResponse};
+use crate::http_headers::ResponseFields;
 use crate::streams::CONNECTION;
 
 /// Largest upstream response head read.
@@ -41,7 +41,7 @@ pub(super) enum HeadError {
 pub(super) async fn read_response_head(
     upstream: &mut TcpStream,
     limit: Option<Duration>,
-) -> Result<(ResponseHeader, Framing, Vec<u8>), HeadError> {
+) -> Result<(RawResponse, Framing, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(4096);
     let read = async {
         // Anything at all came (an interim answer included): not a dead kept connection.
@@ -57,7 +57,7 @@ pub(super) async fn read_response_head(
             loop {
                 match http1::response_head(&buf) {
                     // An interim answer (103 Early Hints, 100 Continue): the real one follows.
-                    Ok(Some((resp, len, _))) if resp.status.is_informational() => {
+                    Ok(Some((resp, len, _))) if resp.status().is_informational() => {
                         buf.drain(..len);
                     }
                     Ok(Some((resp, len, framing))) => return Ok((resp, framing, len)),

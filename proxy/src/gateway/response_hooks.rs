@@ -4,6 +4,7 @@
 //! upstream restarted.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 
@@ -14,11 +15,16 @@ use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
 use crate::admit::Route;
 use crate::error::Refusal;
 use crate::filter::{self, Filtered, ListIds};
-use crate::http_headers::strip_response;
+use crate::http_headers::{strip_response, ResponseFields, MCP_SESSION_ID};
 use crate::sessions::SessionSeal;
 use crate::sse::SseRewriter;
 use crate::streams::StreamGuard;
 use crate::virtual_server::{self, UpstreamLink};
+
+/// `Content-Type: application/json`.
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// `Transfer-Encoding: chunked`.
+const CHUNKED: HeaderValue = HeaderValue::from_static("chunked");
 
 impl Gateway {
     /// The upstream's response head as the agent may see it: counted,
@@ -26,21 +32,20 @@ impl Gateway {
     /// turned into a 502. Returns its content type, in lower case.
     pub(super) fn receive_head(
         &self,
-        resp: &mut ResponseHeader,
+        resp: &mut impl ResponseFields,
         ctx: &mut RequestCtx,
     ) -> Result<Vec<u8>> {
-        ctx.tally.upstream_responded(resp.status.as_u16());
+        ctx.tally.upstream_responded(resp.status().as_u16());
         strip_response(resp);
-        if resp.status == http::StatusCode::UNAUTHORIZED {
+        if resp.status() == http::StatusCode::UNAUTHORIZED {
             // The upstream refused the gateway's credential: the agent cannot fix that.
             tracing::warn!(server = %ctx.route.as_ref().map_or("?", |r| r.server_name()), "upstream refused the gateway credential");
             resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-            resp.remove_header(&http::header::WWW_AUTHENTICATE);
+            resp.remove_field(&http::header::WWW_AUTHENTICATE);
         }
         Ok(resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.as_bytes().to_ascii_lowercase())
+            .field(&http::header::CONTENT_TYPE)
+            .map(<[u8]>::to_ascii_lowercase)
             .unwrap_or_default())
     }
 
@@ -49,7 +54,7 @@ impl Gateway {
     /// (its headers fixed for that).
     pub(super) fn choose_response_mode(
         &self,
-        resp: &mut ResponseHeader,
+        resp: &mut impl ResponseFields,
         ctx: &mut RequestCtx,
         content_type: &[u8],
     ) -> Result<()> {
@@ -74,17 +79,17 @@ impl Gateway {
             ResponseMode::Json(Vec::new())
         } else if content_type.starts_with(b"text/event-stream") {
             ResponseMode::Sse(SseRewriter::default())
-        } else if resp.status.is_success() && resp.status != http::StatusCode::ACCEPTED {
+        } else if resp.status().is_success() && resp.status() != http::StatusCode::ACCEPTED {
             // A tool list in a form the gateway cannot check is not passed on.
             resp.set_status(http::StatusCode::BAD_GATEWAY)?;
-            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            resp.set_field(http::header::CONTENT_TYPE, JSON)?;
             ResponseMode::Replace(filter::unreadable_error())
         } else {
             return Ok(());
         };
         // The body is rewritten: its length is known only at the end.
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        resp.remove_field(&http::header::CONTENT_LENGTH);
+        resp.set_field(http::header::TRANSFER_ENCODING, CHUNKED)?;
         Ok(())
     }
 
@@ -92,22 +97,28 @@ impl Gateway {
     /// present it), in place of the upstream's own.
     pub(super) fn seal_issued_session(
         &self,
-        resp: &mut ResponseHeader,
+        resp: &mut impl ResponseFields,
         route: &Route,
         audit: &mut AuditState,
     ) -> Result<()> {
-        let Some(sid) = resp.headers.get(&crate::http_headers::MCP_SESSION_ID) else {
+        let name = MCP_SESSION_ID;
+        let Some(sid) = resp.field(&name) else {
             return Ok(());
         };
+        // As `http` reads a value as text: visible ASCII only.
+        let visible = sid.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let sid = std::str::from_utf8(sid).ok().filter(|_| visible);
         let seal = SessionSeal::for_settings(route.settings(), &self.seal);
-        let sealed = seal.seal(&route.digest(), sid.to_str().unwrap_or(""));
+        let sealed = seal.seal(&route.digest(), sid.unwrap_or(""));
         if self.auditor.is_some() {
             audit.issued_session = Some(sealed.clone());
         }
         if let (Some(m), None) = (&self.metrics, &route.upstream_session) {
             m.session_initialized(route.upstream());
         }
-        resp.insert_header(crate::http_headers::MCP_SESSION_ID, sealed)?;
+        let sealed = HeaderValue::try_from(sealed)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "sealed session id", e))?;
+        resp.set_field(name, sealed)?;
         Ok(())
     }
 
