@@ -83,18 +83,18 @@ fn host_allowed(authority: &str, settings: &Settings) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` in any case.
+/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` in any case; most names
+/// are ruled out by their length alone.
 fn hop_by_hop(name: &[u8]) -> bool {
-    const HOP_BY_HOP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    let candidates: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"trailer", b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        _ => return false,
+    };
+    candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// A header that carries the agent's own credentials, or a browser origin

@@ -29,6 +29,8 @@ pub struct RawResponse {
 struct Field {
     name: Range<usize>,
     value: Range<usize>,
+    /// The head holds it as `name: value` CRLF, so its line is copied whole.
+    as_written: bool,
     removed: bool,
 }
 
@@ -51,18 +53,17 @@ impl RawResponse {
                 .map(|at| at..at + part.len())
                 .ok_or(InvalidField)
         };
+        // httparse checked each name is a token and each value holds only
+        // what `http` allows in one (tab, visible ASCII, bytes above 0x7f).
         let mut fields = Vec::with_capacity(parsed.len());
         for f in parsed {
-            // httparse checked the name is a token; a value as `http` checks it.
-            if f.value
-                .iter()
-                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-            {
-                return Err(InvalidField);
-            }
+            let (name, value) = (offset(f.name.as_bytes())?, offset(f.value)?);
+            let as_written = head.get(name.end..value.start) == Some(b": ")
+                && head.get(value.end..value.end + 2) == Some(b"\r\n");
             fields.push(Field {
-                name: offset(f.name.as_bytes())?,
-                value: offset(f.value)?,
+                name,
+                value,
+                as_written,
                 removed: false,
             });
         }
@@ -89,13 +90,23 @@ impl RawResponse {
         out.push(b' ');
         out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
+        // Consecutive lines kept as written are copied at once.
+        let mut run = 0..0;
         for f in self.fields.iter().filter(|f| !f.removed) {
-            line(
-                &mut out,
-                &self.head[f.name.clone()],
-                &self.head[f.value.clone()],
-            );
+            if f.as_written && !run.is_empty() && run.end == f.name.start {
+                run.end = f.value.end + 2;
+                continue;
+            }
+            out.extend_from_slice(&self.head[run]);
+            run = 0..0;
+            if f.as_written {
+                run = f.name.start..f.value.end + 2;
+            } else {
+                let (name, value) = (&self.head[f.name.clone()], &self.head[f.value.clone()]);
+                line(&mut out, name, value);
+            }
         }
+        out.extend_from_slice(&self.head[run]);
         for (name, value) in &self.added {
             line(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -103,8 +114,9 @@ impl RawResponse {
         out
     }
 
-    fn name_of(&self, f: &Field) -> &[u8] {
-        &self.head[f.name.clone()]
+    /// Is `f` named `wanted` (lower case)? Lengths first: most differ.
+    fn named(&self, f: &Field, wanted: &[u8]) -> bool {
+        f.name.len() == wanted.len() && self.head[f.name.clone()].eq_ignore_ascii_case(wanted)
     }
 }
 
@@ -130,7 +142,7 @@ impl ResponseFields for RawResponse {
         let read = self
             .fields
             .iter()
-            .filter(move |f| !f.removed && self.name_of(f).eq_ignore_ascii_case(wanted))
+            .filter(move |f| !f.removed && self.named(f, wanted))
             .map(|f| &self.head[f.value.clone()]);
         let set = self
             .added
@@ -147,7 +159,8 @@ impl ResponseFields for RawResponse {
     }
 
     fn remove_field(&mut self, name: &HeaderName) {
-        self.remove_where(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()));
+        let wanted = name.as_str().as_bytes();
+        self.remove_where(|n| n.len() == wanted.len() && n.eq_ignore_ascii_case(wanted));
     }
 
     fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
@@ -176,7 +189,7 @@ mod tests {
     #[test]
     fn a_head_passes_on_as_it_was_sent_with_its_edits() {
         let mut resp = head(
-            "HTTP/1.1 200 Fine\r\nServer: up\r\nSet-Cookie: a\r\nContent-Type: application/json\r\nset-cookie: b\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 Fine\r\nServer: up\r\nX-Odd:odd  \r\nSet-Cookie: a\nContent-Type: application/json\r\nset-cookie: b\r\nContent-Length: 2\r\n\r\n{}",
         );
         assert_eq!(resp.status(), StatusCode::OK);
         let cookie = HeaderName::from_static("set-cookie");
@@ -184,7 +197,8 @@ mod tests {
         assert_eq!(cookies, [&b"a"[..], b"b"]);
         assert_eq!(
             wire(&resp),
-            "HTTP/1.1 200 OK\r\nServer: up\r\nSet-Cookie: a\r\nContent-Type: application/json\r\nset-cookie: b\r\nContent-Length: 2\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nServer: up\r\nX-Odd: odd\r\nSet-Cookie: a\r\nContent-Type: application/json\r\nset-cookie: b\r\nContent-Length: 2\r\n\r\n",
+            "lines not written as `name: value` CRLF are written so"
         );
         resp.remove_field(&http::header::CONTENT_LENGTH);
         resp.set_field(
@@ -199,7 +213,7 @@ mod tests {
         assert_eq!(resp.field(&http::header::CONTENT_LENGTH), None);
         assert_eq!(
             wire(&resp),
-            "HTTP/1.1 502 Bad Gateway\r\nServer: up\r\nContent-Type: application/json\r\ntransfer-encoding: chunked\r\nset-cookie: c\r\n\r\n"
+            "HTTP/1.1 502 Bad Gateway\r\nServer: up\r\nX-Odd: odd\r\nContent-Type: application/json\r\ntransfer-encoding: chunked\r\nset-cookie: c\r\n\r\n"
         );
     }
 
