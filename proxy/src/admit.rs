@@ -10,12 +10,12 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use catalog::snapshot::PrincipalInfo;
 use catalog::{Caller, ServerId, Snapshot, Upstream, VerifiedToken};
-use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::body::{read_request_body, ReadError};
 use crate::decide::{check_headers, decide, McpHeaders};
 use crate::error::Refusal;
+use crate::fields::{visible_ascii, AgentHead};
 use crate::filter::ListIds;
 use crate::http_headers::{bearer_token, check_host_and_origin};
 use crate::jsonrpc;
@@ -313,7 +313,7 @@ pub async fn admit(
 // A refusal is as ordinary an outcome as an admission, and both carry the route.
 #[allow(clippy::result_large_err)]
 pub fn admit_post(
-    req: &RequestHeader,
+    req: &impl AgentHead,
     raw: Bytes,
     store: &ArcSwap<Snapshot>,
     seal: &SessionSeal,
@@ -362,24 +362,24 @@ fn conclude(
 
 /// Whether a request's head alone lets its caller use the server it names
 /// (path, `Host` and `Origin`, token, grant): what [`admit`] checks first.
-pub fn authorize_head(req: &RequestHeader, snapshot: &Arc<Snapshot>) -> Result<(), Refusal> {
+pub fn authorize_head(req: &impl AgentHead, snapshot: &Arc<Snapshot>) -> Result<(), Refusal> {
     authorize_request(req, snapshot).map(|_| ())
 }
 
 /// Path, `Host` and `Origin`, token, grant. The OAuth protected-resource
 /// metadata is answered here too (as a [`Refusal::Document`]).
-fn authorize_request(req: &RequestHeader, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
-    if let Some(rest) = req.uri.path().strip_prefix(resource_metadata::WELL_KNOWN) {
+fn authorize_request(req: &impl AgentHead, snapshot: &Arc<Snapshot>) -> Result<Route, Refusal> {
+    if let Some(rest) = req.path().strip_prefix(resource_metadata::WELL_KNOWN) {
         check_host_and_origin(req, &snapshot.settings)?;
         return Err(resource_metadata::answer(req, snapshot, rest));
     }
-    let server = server_from_path(req.uri.path()).ok_or(Refusal::NoSuchServer)?;
+    let server = server_from_path(req.path()).ok_or(Refusal::NoSuchServer)?;
     let (digest, jwt) = bearer_caller(req, snapshot, server)?;
     authorize(snapshot, digest, jwt, server).map_err(|r| challenge(req, snapshot, server, r))
 }
 
 /// A 401 names the protected-resource metadata when identity providers are configured.
-fn challenge(req: &RequestHeader, snapshot: &Snapshot, server: &str, r: Refusal) -> Refusal {
+fn challenge(req: &impl AgentHead, snapshot: &Snapshot, server: &str, r: Refusal) -> Refusal {
     if snapshot.has_identity_providers() {
         let base = resource_metadata::base_url(req, &snapshot.settings);
         r.with_resource_metadata(&resource_metadata::metadata_url(&base, server))
@@ -391,7 +391,7 @@ fn challenge(req: &RequestHeader, snapshot: &Snapshot, server: &str, r: Refusal)
 /// `Host` and `Origin`, then the bearer token: its digest, and for a JWT
 /// the verified token.
 fn bearer_caller(
-    req: &RequestHeader,
+    req: &impl AgentHead,
     snapshot: &Arc<Snapshot>,
     server: &str,
 ) -> Result<([u8; 32], Option<Arc<VerifiedToken>>), Refusal> {
@@ -421,7 +421,7 @@ fn jwt_refused(e: catalog::JwtError) -> Refusal {
 /// body to read): token, grant, session, and the caller's own delegated
 /// credential, exactly as [`admit`] decides for a `GET`.
 pub fn admit_event_stream(
-    req: &RequestHeader,
+    req: &impl AgentHead,
     snapshot: &Arc<Snapshot>,
     seal: &SessionSeal,
 ) -> Result<Route, Refusal> {
@@ -434,9 +434,13 @@ pub fn admit_event_stream(
 
 /// The upstream session named by the caller's `Mcp-Session-Id`: only the
 /// caller the session was opened for may use it.
-fn open_session(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Result<(), Refusal> {
-    if let Some(presented) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
-        let presented = presented.to_str().unwrap_or("");
+fn open_session(
+    req: &impl AgentHead,
+    seal: &SessionSeal,
+    route: &mut Route,
+) -> Result<(), Refusal> {
+    if let Some(presented) = req.field(&crate::http_headers::MCP_SESSION_ID) {
+        let presented = visible_ascii(presented).unwrap_or("");
         let upstream = SessionSeal::for_settings(&route.snapshot.settings, seal)
             .open(&route.digest, presented)
             .ok_or(Refusal::UnknownSession)?;
@@ -469,21 +473,24 @@ async fn check_request(
 }
 
 /// Session and method. True: a `POST`, whose body is to be checked.
-fn check_head(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Result<bool, Refusal> {
+fn check_head(
+    req: &impl AgentHead,
+    seal: &SessionSeal,
+    route: &mut Route,
+) -> Result<bool, Refusal> {
     open_session(req, seal, route)?;
-    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+    let has_body = req.field(&http::header::TRANSFER_ENCODING).is_some()
         || req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    if has_body && matches!(req.method, http::Method::GET | http::Method::DELETE) {
+            .field(&http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v != b"0");
+    if has_body && matches!(*req.method(), http::Method::GET | http::Method::DELETE) {
         // A body here would reach the upstream unchecked.
         return Err(Refusal::Unsupported(format!(
             "{} requests carry no body",
-            req.method
+            req.method()
         )));
     }
-    match req.method {
+    match *req.method() {
         http::Method::GET => {
             as_event_stream(route);
             Ok(false)
@@ -499,14 +506,14 @@ fn check_head(req: &RequestHeader, seal: &SessionSeal, route: &mut Route) -> Res
 
 /// A `POST`'s decoded body: parsed once, headers checked against it, decided.
 fn check_post(
-    req: &RequestHeader,
+    req: &impl AgentHead,
     body: &Bytes,
     store: &ArcSwap<Snapshot>,
     route: &mut Route,
 ) -> Result<(), Refusal> {
     route.refresh(store)?;
     let parsed = jsonrpc::parse(body).map_err(Refusal::Parse)?;
-    let mcp = McpHeaders::of(&req.headers);
+    let mcp = McpHeaders::of(req);
     check_headers(&parsed, &mcp)?;
     route.calls_tools = parsed
         .messages()

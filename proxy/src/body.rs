@@ -3,10 +3,10 @@
 use std::io::Read;
 
 use bytes::{Bytes, BytesMut};
-use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::error::Refusal;
+use crate::fields::{visible_ascii, Fields};
 
 /// Why a body could not be read.
 #[derive(Debug)]
@@ -59,11 +59,7 @@ pub async fn read_request_body(session: &mut Session, limit: usize) -> Result<By
 
 /// A body read in full by the gateway's direct path (see
 /// `gateway/direct.rs`), checked and decoded as [`read_request_body`] does.
-pub fn take_request_body(
-    header: &RequestHeader,
-    raw: Bytes,
-    limit: usize,
-) -> Result<Bytes, Refusal> {
+pub fn take_request_body(header: &impl Fields, raw: Bytes, limit: usize) -> Result<Bytes, Refusal> {
     check_declared(header, limit)?;
     if raw.len() > limit {
         return Err(Refusal::TooLarge { limit });
@@ -72,14 +68,13 @@ pub fn take_request_body(
 }
 
 /// What the head says of the body: its content type, and a length within the cap.
-fn check_declared(header: &RequestHeader, limit: usize) -> Result<(), Refusal> {
-    if let Some(ct) = header.headers.get(http::header::CONTENT_TYPE) {
-        check_content_type(ct.as_bytes())?;
+fn check_declared(header: &impl Fields, limit: usize) -> Result<(), Refusal> {
+    if let Some(ct) = header.field(&http::header::CONTENT_TYPE) {
+        check_content_type(ct)?;
     }
     let declared = header
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        .text(&http::header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::TooLarge { limit });
     }
@@ -87,11 +82,10 @@ fn check_declared(header: &RequestHeader, limit: usize) -> Result<(), Refusal> {
 }
 
 /// The body decoded as its `Content-Encoding` says (gzip, deflate or none).
-fn decode(header: &RequestHeader, raw: Bytes, limit: usize) -> Result<Bytes, Refusal> {
+fn decode(header: &impl Fields, raw: Bytes, limit: usize) -> Result<Bytes, Refusal> {
     let encoding = header
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+        .field(&http::header::CONTENT_ENCODING)
+        .map(|v| visible_ascii(v).unwrap_or("?").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("identity") => Ok(raw),
         Some("gzip" | "x-gzip") => inflate(flate2::read::GzDecoder::new(&raw[..]), limit),

@@ -53,9 +53,9 @@ pub struct McpHeaders<'a> {
 
 impl<'a> McpHeaders<'a> {
     /// The `Mcp-Method` and `Mcp-Name` values of a request.
-    pub fn of(headers: &'a http::HeaderMap) -> Self {
+    pub fn of(head: &'a impl crate::fields::Fields) -> Self {
         use crate::http_headers::{MCP_METHOD, MCP_NAME};
-        let all = |name| headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        let all = |name| head.values(name).collect();
         McpHeaders {
             method: all(&MCP_METHOD),
             name: all(&MCP_NAME),

@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::coalesce::Coalesced;
+use crate::fields::AgentHead;
 use crate::gateway::{Agent, Gateway};
 use crate::http1::{self, Head};
 
@@ -74,7 +75,7 @@ pub async fn next_request(
                 }
                 if !read_to(&mut stream, &mut buf, end).await {
                     tracing::info!(
-                        path = req.uri.path(),
+                        path = req.path(),
                         "request body incomplete: connection closed"
                     );
                     return Next::Done;

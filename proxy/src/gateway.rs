@@ -19,6 +19,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::admit::{self, Admitted, Rejected, Route};
 use crate::audit::{Auditor, ResponseTap};
 use crate::error::Refusal;
+use crate::fields::{visible_ascii, AgentHead};
 use crate::large_body;
 use crate::metrics::{ProxyMetrics, RequestTally, ToolDecision};
 use crate::sessions::SessionSeal;
@@ -135,16 +136,17 @@ impl RequestCtx {
     /// Its trace context (from the agent's `traceparent`, or new) and one
     /// span per request: its trace id (the request id in logs and the audit
     /// trail) and the agent's session.
-    fn begin(&mut self, req: &RequestHeader) {
-        let traceparent = req.headers.get(&crate::http_headers::TRACEPARENT);
-        let trace = TraceContext::from_header(traceparent.map(|v| v.as_bytes()));
+    fn begin(&mut self, req: &impl AgentHead) {
+        let traceparent = req.field(&crate::http_headers::TRACEPARENT);
+        let trace = TraceContext::from_header(traceparent);
         self.span = tracing::info_span!(
             "request",
             trace_id = %trace.trace_id,
             session = tracing::field::Empty
         );
-        if let Some(sid) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
-            self.span.record("session", sid.to_str().unwrap_or("?"));
+        if let Some(sid) = req.field(&crate::http_headers::MCP_SESSION_ID) {
+            self.span
+                .record("session", visible_ascii(sid).unwrap_or("?"));
         }
         self.trace = Some(trace);
     }
@@ -409,14 +411,16 @@ impl ProxyHttp for Gateway {
 
 /// What a request's log line and audit event need of it once its header
 /// went upstream: method, path, and the agent's session.
-fn summary(req: &RequestHeader) -> RequestHeader {
-    // Built from parts: the target is the request's own, already parsed.
+fn summary(req: &impl AgentHead) -> RequestHeader {
     let (mut slim, ()) = http::Request::new(()).into_parts();
-    slim.method = req.method.clone();
-    slim.uri = req.uri.clone();
-    if let Some(sid) = req.headers.get(&crate::http_headers::MCP_SESSION_ID) {
-        slim.headers
-            .insert(crate::http_headers::MCP_SESSION_ID, sid.clone());
+    slim.method = req.method().clone();
+    // The path was checked when the head was read.
+    slim.uri = http::Uri::try_from(req.path()).unwrap_or_default();
+    if let Some(sid) = req.field(&crate::http_headers::MCP_SESSION_ID) {
+        if let Ok(sid) = http::HeaderValue::from_bytes(sid) {
+            slim.headers
+                .insert(crate::http_headers::MCP_SESSION_ID, sid);
+        }
     }
     RequestHeader::from(slim)
 }
@@ -439,7 +443,7 @@ impl Gateway {
     /// The end of every request: its log line, its metrics, its audit event.
     fn finish(
         &self,
-        req: &RequestHeader,
+        req: &impl AgentHead,
         status: u16,
         error: Option<String>,
         ctx: &mut RequestCtx,
@@ -448,8 +452,8 @@ impl Gateway {
         let span = ctx.span.clone();
         let _in_span = span.enter();
         tracing::info!(
-            method = %req.method,
-            path = req.uri.path(),
+            method = %req.method(),
+            path = req.path(),
             status,
             server = route.map(|r| r.server_name()),
             principal = route.map(|r| r.principal_name()),

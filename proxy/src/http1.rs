@@ -3,21 +3,21 @@
 //! heads they take, reading an upstream's response head, and de-chunking its
 //! body. Anything unusual is left to Pingora, which serves every other request.
 
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::ResponseHeader;
 use std::mem::MaybeUninit;
 
 mod chunked;
+mod raw_fields;
+mod raw_request;
 mod raw_response;
 pub use chunked::{push_chunk, BadChunk, ChunkedDecoder, LAST_CHUNK};
+pub use raw_request::{RawRequest, UpstreamRequest};
 pub use raw_response::RawResponse;
 
 /// Most header fields in a request head this module parses (more: Pingora's).
 const MAX_FIELDS: usize = 64;
 /// Most header fields in an upstream response head.
 const MAX_RESPONSE_FIELDS: usize = 256;
-/// Room for the fields the gateway adds to a parsed head (`Host`, the
-/// credential, `traceparent`, framing), so its map need not grow.
-const ADDED_FIELDS: usize = 4;
 
 /// What the bytes read so far on a connection hold.
 pub enum Head {
@@ -30,14 +30,14 @@ pub enum Head {
     /// `len` bytes.
     EventStream {
         /// The request head.
-        req: Box<RequestHeader>,
+        req: Box<RawRequest>,
         /// Its length on the wire.
         len: usize,
     },
     /// A plain HTTP/1.1 `POST` whose body is framed by one `Content-Length`.
     Post {
         /// The request head.
-        req: Box<RequestHeader>,
+        req: Box<RawRequest>,
         /// Its length on the wire.
         len: usize,
         /// The body's length.
@@ -100,21 +100,15 @@ pub fn classify(buf: &[u8]) -> Head {
     let Some(path) = parsed.path.filter(|_| taken) else {
         return Head::Other;
     };
-    let method = if post { "POST" } else { "GET" };
-    // Header case is not kept: names are case-insensitive, and the
-    // upstream request is written from this header.
-    let Ok(req) = RequestHeader::build_no_case(
-        method,
-        path.as_bytes(),
-        Some(parsed.headers.len() + ADDED_FIELDS),
-    ) else {
+    let method = if post {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    let Ok(req) = RawRequest::new(method, path, parsed.headers, &buf[..len]) else {
         return Head::Other;
     };
-    let mut parts = http::request::Parts::from(req);
-    if fill(&mut parts.headers, parsed.headers, &buf[..len]).is_err() {
-        return Head::Other;
-    }
-    let req = Box::new(RequestHeader::from(parts));
+    let req = Box::new(req);
     match body_len {
         Some(body_len) if post => Head::Post {
             req,
@@ -203,98 +197,6 @@ pub fn response_head(buf: &[u8]) -> Result<Option<(RawResponse, usize, Framing)>
     Ok(Some((resp, len, framing)))
 }
 
-/// Adds the header fields parsed from `head` to `map`, in order (without
-/// the detour through an owned name that Pingora's `append_header` takes).
-/// Names are kept lower-case (they are case-insensitive); each name and
-/// value is checked as `http` checks them. One copy of `head` backs every
-/// value, where a value of its own was an allocation and a copy each.
-fn fill(
-    map: &mut http::HeaderMap,
-    fields: &[httparse::Header],
-    head: &[u8],
-) -> Result<(), InvalidField> {
-    let shared = bytes::Bytes::copy_from_slice(head);
-    for f in fields {
-        let name = match common_name(f.name.as_bytes()) {
-            Some(name) => name,
-            None => http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| InvalidField)?,
-        };
-        // httparse's values are slices of `head`.
-        let at = (f.value.as_ptr() as usize)
-            .checked_sub(head.as_ptr() as usize)
-            .filter(|at| at + f.value.len() <= head.len())
-            .ok_or(InvalidField)?;
-        let value = http::HeaderValue::from_maybe_shared(shared.slice(at..at + f.value.len()))
-            .map_err(|_| InvalidField)?;
-        map.try_append(name, value).map_err(|_| InvalidField)?;
-    }
-    Ok(())
-}
-
-/// The names agents' and upstreams' heads usually carry, found by length
-/// and a word-wise comparison instead of `http`'s general parse (which
-/// also allocates for a name it has no constant for). `name` is a token,
-/// as httparse checked.
-fn common_name(name: &[u8]) -> Option<http::HeaderName> {
-    use crate::http_headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT};
-    use http::header::*;
-    let candidates: &[HeaderName] = match name.len() {
-        4 => &[HOST, DATE],
-        6 => &[ACCEPT, SERVER, ORIGIN],
-        10 => &[CONNECTION, USER_AGENT],
-        11 => &[TRACEPARENT],
-        12 => &[CONTENT_TYPE],
-        13 => &[AUTHORIZATION, CACHE_CONTROL],
-        14 => &[CONTENT_LENGTH, MCP_SESSION_ID],
-        15 => &[ACCEPT_ENCODING],
-        16 => &[CONTENT_ENCODING],
-        17 => &[TRANSFER_ENCODING],
-        20 => &[MCP_PROTOCOL_VERSION],
-        _ => return None,
-    };
-    candidates
-        .iter()
-        .find(|known| token_is(name, known.as_str().as_bytes()))
-        .cloned()
-}
-
-/// Is the token `name` the lower-case name `lower` (letters and `-` only),
-/// ignoring ASCII case? Setting bit 0x20 lower-cases a letter; the only
-/// byte it turns into `-` is CR, which no token holds.
-fn token_is(name: &[u8], lower: &[u8]) -> bool {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
-    if name.len() != lower.len() {
-        return false;
-    }
-    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
-    let words_match = a.by_ref().zip(b.by_ref()).all(|(x, y)| {
-        let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
-        let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
-        x | FOLD == y
-    });
-    words_match
-        && a.remainder()
-            .iter()
-            .zip(b.remainder())
-            .all(|(x, y)| x | 0x20 == *y)
-}
-
-/// A header field `http` does not accept.
-struct InvalidField;
-
-/// A request head as sent on the wire.
-pub fn request_bytes(req: &RequestHeader) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(req.method.as_str().as_bytes());
-    out.push(b' ');
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    req.header_to_h1_wire(&mut out);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 /// A response head as sent on the wire.
 pub fn response_bytes(resp: &ResponseHeader) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -311,7 +213,7 @@ pub fn response_bytes(resp: &ResponseHeader) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http_headers::ResponseFields;
+    use crate::fields::{AgentHead, EditFields, Fields, ResponseFields, UpstreamHead};
 
     #[test]
     fn only_plain_event_stream_gets_are_taken() {
@@ -376,63 +278,40 @@ mod tests {
     }
 
     #[test]
-    fn common_names_are_the_names_http_parses() {
-        for name in [
-            "Host",
-            "DATE",
-            "accept",
-            "Server",
-            "origin",
-            "Connection",
-            "user-agent",
-            "TraceParent",
-            "content-type",
-            "Authorization",
-            "cache-control",
-            "Content-Length",
-            "mcp-session-id",
-            "Accept-Encoding",
-            "content-encoding",
-            "Transfer-Encoding",
-            "MCP-Protocol-Version",
-        ] {
-            let parsed = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-            assert_eq!(common_name(name.as_bytes()), Some(parsed), "{name}");
-        }
-        for other in [
-            "hos",
-            "x-api-key",
-            "content-typf",
-            "mcp-session-ie",
-            "accept ",
-        ] {
-            assert_eq!(common_name(other.as_bytes()), None, "{other}");
-        }
-    }
-
-    #[test]
-    fn parsed_fields_keep_their_values_repeats_and_order() {
-        let wire = b"POST /mcp/a HTTP/1.1\r\nHOST: gw\r\nX-Tag: one\r\nMcp-Session-Id: s-1\r\n\
+    fn a_request_goes_upstream_as_sent_with_the_gateways_edits() {
+        let wire = b"POST /mcp/a?x=1 HTTP/1.1\r\nHOST: gw\r\nX-Tag: one\r\nMcp-Session-Id: s-1\r\n\
             x-tag: two\r\nAuthorization: Bearer tg_x\r\nContent-Length: 2\r\n\r\n{}";
         let Head::Post { req, .. } = classify(wire) else {
             panic!("not taken");
         };
-        let fields: Vec<(&str, &[u8])> = req
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        assert_eq!((req.method(), req.path()), (&http::Method::POST, "/mcp/a"));
+        let tags: Vec<&[u8]> = req
+            .values(&http::HeaderName::from_static("x-tag"))
             .collect();
+        assert_eq!(tags, [&b"one"[..], b"two"]);
+        let mut up = req.upstream();
+        up.set_target(http::Uri::from_static("http://up:8080/mcp?key=k"));
+        up.remove_field(&http::header::AUTHORIZATION);
+        up.set_field(
+            http::header::HOST,
+            http::HeaderValue::from_static("up:8080"),
+        )
+        .unwrap();
         assert_eq!(
-            fields,
-            [
-                ("host", &b"gw"[..]),
-                ("x-tag", b"one"),
-                ("x-tag", b"two"),
-                ("mcp-session-id", b"s-1"),
-                ("authorization", b"Bearer tg_x"),
-                ("content-length", b"2"),
-            ]
+            String::from_utf8(up.to_wire(b"{}")).unwrap(),
+            "POST /mcp?key=k HTTP/1.1\r\nX-Tag: one\r\nMcp-Session-Id: s-1\r\nx-tag: two\r\n\
+             Content-Length: 2\r\nhost: up:8080\r\n\r\n{}"
         );
+        // The agent's head is as it was read.
+        assert_eq!(req.text(&http::header::AUTHORIZATION), Some("Bearer tg_x"));
+        assert_eq!(req.text(&http::header::HOST), Some("gw"));
+        // A target in absolute form, or one `http` refuses, goes to Pingora.
+        for other in [
+            &b"POST http://gw/mcp/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n"[..],
+            b"POST /mcp/a\x7f HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(matches!(classify(other), Head::Other));
+        }
     }
 
     #[test]

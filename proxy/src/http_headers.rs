@@ -2,10 +2,10 @@
 //! which headers never cross the gateway.
 
 use catalog::Settings;
-use http::{HeaderName, HeaderValue, StatusCode};
-use pingora_http::{RequestHeader, ResponseHeader};
+use http::HeaderValue;
 
 use crate::error::Refusal;
+use crate::fields::{visible_ascii, AgentHead, Fields, ResponseFields, UpstreamHead};
 
 /// `Mcp-Session-Id` (MCP Streamable HTTP): a name checked once, not parsed per use.
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -20,19 +20,18 @@ pub const MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name")
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// The SHA-256 digest of the `Authorization: Bearer` token, or why there is none.
-pub fn bearer_digest(req: &RequestHeader) -> Result<[u8; 32], Refusal> {
+pub fn bearer_digest(req: &impl Fields) -> Result<[u8; 32], Refusal> {
     Ok(catalog::token_digest(bearer_token(req)?))
 }
 
 /// The `Authorization: Bearer` token text (exactly one such header), or why
 /// there is none. Never log it.
-pub fn bearer_token(req: &RequestHeader) -> Result<&str, Refusal> {
-    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        let presented = req.headers.contains_key(http::header::AUTHORIZATION);
+pub fn bearer_token(req: &impl Fields) -> Result<&str, Refusal> {
+    let mut values = req.values(&http::header::AUTHORIZATION);
+    let (Some(bytes), None) = (values.next(), values.next()) else {
+        let presented = req.field(&http::header::AUTHORIZATION).is_some();
         return Err(Refusal::unauthorized(presented));
     };
-    let bytes = value.as_bytes();
     let token = (bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer "))
         .then(|| bytes[7..].trim_ascii())
         .filter(|t| !t.is_empty())
@@ -43,20 +42,18 @@ pub fn bearer_token(req: &RequestHeader) -> Result<&str, Refusal> {
 /// DNS-rebinding protection: the `Host` an agent addressed must be one of
 /// the gateway's names, and a browser `Origin` must be listed or be on one of
 /// those names. Non-browser agents send no `Origin`.
-pub fn check_host_and_origin(req: &RequestHeader, settings: &Settings) -> Result<(), Refusal> {
+pub fn check_host_and_origin(req: &impl AgentHead, settings: &Settings) -> Result<(), Refusal> {
     let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .text(&http::header::HOST)
+        .or_else(|| req.authority())
         .unwrap_or("");
     if !host_allowed(host, settings) {
         return Err(Refusal::HostNotAllowed(host.to_string()));
     }
-    let Some(origin) = req.headers.get(http::header::ORIGIN) else {
+    let Some(origin) = req.field(&http::header::ORIGIN) else {
         return Ok(());
     };
-    let origin = origin.to_str().unwrap_or("");
+    let origin = visible_ascii(origin).unwrap_or("");
     let on_allowed_host = origin.split_once("://").is_some_and(|(scheme, rest)| {
         matches!(scheme, "http" | "https") && host_allowed(rest, settings)
     });
@@ -101,19 +98,19 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// the gateway already checked (the gateway is the upstream's client), or a
 /// client-asserted forwarding claim the gateway cannot vouch for: never
 /// sent upstream.
-fn caller_only(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "origin"
-            | "forwarded"
-            | "x-forwarded-for"
-            | "x-forwarded-host"
-            | "x-forwarded-proto"
-            | "x-real-ip"
-    )
+fn caller_only(name: &[u8]) -> bool {
+    const CALLER_ONLY: [&[u8]; 9] = [
+        b"authorization",
+        b"proxy-authorization",
+        b"cookie",
+        b"origin",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-real-ip",
+    ];
+    CALLER_ONLY.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// The header names `Connection` values list (lower case), besides the
@@ -136,165 +133,36 @@ fn connection_listed<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> 
     listed
 }
 
-/// The headers present in `headers` that `drop` selects, or that a
-/// `Connection` header lists (one pass over the names present; removing an
-/// absent name would parse and hash it).
-fn present(
-    headers: &http::HeaderMap,
-    drop: impl Fn(&str) -> bool,
-) -> Vec<http::header::HeaderName> {
-    let connection = headers.get_all(http::header::CONNECTION);
-    let listed = connection_listed(connection.iter().map(HeaderValue::as_bytes));
-    headers
-        .keys()
-        .filter(|name| drop(name.as_str()) || listed.iter().any(|l| l == name.as_str()))
-        .cloned()
-        .collect()
-}
-
-/// A request head about to go upstream, whose fields the gateway sets:
-/// Pingora's (which keeps each name's case for the wire, and parses each
-/// name again for it) or, on the gateway's own paths, plain `http` parts
-/// (names lower case, set in the map as they are).
-pub trait UpstreamHead {
-    /// The head's fields.
-    fn fields(&self) -> &http::HeaderMap;
-    /// Sets `name` to `value` alone.
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
-    /// Removes every `name` field.
-    fn remove_field(&mut self, name: &HeaderName);
-    /// Sets the request target.
-    fn set_target(&mut self, target: http::Uri);
-}
-
-impl UpstreamHead for RequestHeader {
-    fn fields(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn remove_field(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn set_target(&mut self, target: http::Uri) {
-        self.set_uri(target);
-    }
-}
-
-impl UpstreamHead for http::request::Parts {
-    fn fields(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.headers.insert(name, value);
-        Ok(())
-    }
-    fn remove_field(&mut self, name: &HeaderName) {
-        self.headers.remove(name);
-    }
-    fn set_target(&mut self, target: http::Uri) {
-        self.uri = target;
-    }
-}
-
-/// Removes hop-by-hop headers and the caller's credentials from a request
-/// about to go upstream.
+/// Removes hop-by-hop headers (and those its `Connection` header lists)
+/// and the caller's credentials from a request about to go upstream.
 pub fn strip_request(req: &mut impl UpstreamHead) {
-    let drop = |n: &str| hop_by_hop(n.as_bytes()) || caller_only(n) || n == "expect";
-    for name in present(req.fields(), drop) {
-        req.remove_field(&name);
-    }
+    let listed = connection_listed(req.values(&http::header::CONNECTION));
+    req.remove_where(|name| {
+        hop_by_hop(name)
+            || caller_only(name)
+            || name.eq_ignore_ascii_case(b"expect")
+            || listed
+                .iter()
+                .any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
+    });
 }
 
 /// Frames a request whose body the gateway checked: `len` bytes of UTF-8
 /// JSON, not encoded. Headers that already say so exactly are left as they
 /// are (rewriting a header costs more than comparing it).
 pub fn set_checked_body(req: &mut impl UpstreamHead, len: usize) -> pingora_error::Result<()> {
-    if req.fields().contains_key(http::header::CONTENT_ENCODING) {
+    if req.field(&http::header::CONTENT_ENCODING).is_some() {
         req.remove_field(&http::header::CONTENT_ENCODING);
     }
-    if !has_only(
-        req.fields(),
-        &http::header::CONTENT_TYPE,
-        b"application/json",
-    ) {
+    if !req.has_only(&http::header::CONTENT_TYPE, b"application/json") {
         let json = HeaderValue::from_static("application/json");
         req.set_field(http::header::CONTENT_TYPE, json)?;
     }
     let len = HeaderValue::from(len);
-    if !has_only(req.fields(), &http::header::CONTENT_LENGTH, len.as_bytes()) {
+    if !req.has_only(&http::header::CONTENT_LENGTH, len.as_bytes()) {
         req.set_field(http::header::CONTENT_LENGTH, len)?;
     }
     Ok(())
-}
-
-/// Does `name` occur exactly once, with exactly `value`?
-pub(crate) fn has_only(
-    headers: &http::HeaderMap,
-    name: &http::header::HeaderName,
-    value: &[u8],
-) -> bool {
-    let mut values = headers.get_all(name).iter();
-    matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == value)
-}
-
-/// A response head the gateway's rules edit: Pingora's, or on the
-/// gateway's own paths the head as the upstream sent it
-/// ([`crate::http1::RawResponse`]). Names are compared in any case.
-pub trait ResponseFields {
-    /// The status.
-    fn status(&self) -> StatusCode;
-    /// Sets the status.
-    fn set_status(&mut self, status: StatusCode) -> pingora_error::Result<()>;
-    /// Every value of `name`, in order.
-    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
-    /// Sets `name` to `value` alone.
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
-    /// Removes every `name` field.
-    fn remove_field(&mut self, name: &HeaderName);
-    /// Removes every field whose name `drop` picks.
-    fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool);
-
-    /// The first value of `name`.
-    fn field<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
-        self.values(name).next()
-    }
-
-    /// Does `name` occur exactly once, with exactly `value`?
-    fn has_only(&self, name: &HeaderName, value: &[u8]) -> bool {
-        let mut values = self.values(name);
-        matches!((values.next(), values.next()), (Some(v), None) if v == value)
-    }
-}
-
-impl ResponseFields for ResponseHeader {
-    fn status(&self) -> StatusCode {
-        self.status
-    }
-    fn set_status(&mut self, status: StatusCode) -> pingora_error::Result<()> {
-        ResponseHeader::set_status(self, status)
-    }
-    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.get_all(name).iter().map(HeaderValue::as_bytes)
-    }
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn remove_field(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
-        let picked: Vec<HeaderName> = self
-            .headers
-            .keys()
-            .filter(|n| drop(n.as_str().as_bytes()))
-            .cloned()
-            .collect();
-        for name in picked {
-            self.remove_header(&name);
-        }
-    }
 }
 
 /// Removes hop-by-hop headers from an upstream response, and those its
@@ -314,6 +182,7 @@ pub fn strip_response(resp: &mut impl ResponseFields) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora_http::{RequestHeader, ResponseHeader};
 
     fn names(headers: &http::HeaderMap) -> Vec<&str> {
         let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
@@ -349,28 +218,28 @@ mod tests {
         );
     }
 
-    /// The fields of `head` after the upstream rules: stripped, framed as
-    /// a checked body of 2 bytes, pointed at another target.
-    fn upstream_fields(mut head: impl UpstreamHead) -> Vec<(String, Vec<u8>)> {
-        strip_request(&mut head);
-        set_checked_body(&mut head, 2).unwrap();
+    /// The fields of `head` after the upstream rules (stripped, framed as
+    /// a checked body of 2 bytes, pointed at another target), of those
+    /// `names` (lower case).
+    fn upstream_fields(head: &mut impl UpstreamHead, names: &[&str]) -> Vec<(String, Vec<u8>)> {
+        strip_request(head);
+        set_checked_body(head, 2).unwrap();
         head.set_target(http::Uri::from_static("/mcp"));
         head.set_field(http::header::HOST, HeaderValue::from_static("up:8080"))
             .unwrap();
-        let mut fields: Vec<(String, Vec<u8>)> = head
-            .fields()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        fields.sort();
+        let mut fields = Vec::new();
+        for name in names {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            for value in head.values(&name) {
+                fields.push((name.to_string(), value.to_vec()));
+            }
+        }
         fields
     }
 
     #[test]
     fn both_kinds_of_upstream_head_get_the_same_fields() {
-        let mut cased = RequestHeader::build("POST", b"/mcp/demo", None).unwrap();
-        let mut plain = RequestHeader::build_no_case("POST", b"/mcp/demo", None).unwrap();
-        for (name, value) in [
+        let sent = [
             ("Host", "gateway"),
             ("Authorization", "Bearer tg_secret"),
             ("Connection", "X-Hop"),
@@ -380,23 +249,37 @@ mod tests {
             ("Content-Length", "9"),
             ("Content-Length", "9"),
             ("X-Other", "kept"),
-        ] {
-            cased.append_header(name, value).unwrap();
-            plain.append_header(name, value).unwrap();
+        ];
+        let mut pingora = RequestHeader::build("POST", b"/mcp/demo", None).unwrap();
+        let mut wire = "POST /mcp/demo HTTP/1.1\r\n".to_string();
+        for (name, value) in sent {
+            pingora.append_header(name, value).unwrap();
+            wire.push_str(&format!("{name}: {value}\r\n"));
         }
-        let from_cased = upstream_fields(cased);
-        let from_parts = upstream_fields(http::request::Parts::from(plain));
-        assert_eq!(from_cased, from_parts);
+        wire.push_str("\r\n");
+        let raw = crate::http1::RawRequest::parse(wire.as_bytes()).unwrap();
+        let mut names: Vec<String> = sent.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        names.dedup();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let from_pingora = upstream_fields(&mut pingora, &names);
+        let mut upstream = raw.upstream();
+        let from_raw = upstream_fields(&mut upstream, &names);
+        assert_eq!(from_pingora, from_raw);
         let expected: Vec<(String, Vec<u8>)> = [
-            ("content-length", "2"),
-            ("content-type", "application/json"),
             ("host", "up:8080"),
+            ("content-type", "application/json"),
+            ("content-length", "2"),
             ("x-other", "kept"),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
         .collect();
-        assert_eq!(from_parts, expected);
+        assert_eq!(from_raw, expected);
+        assert_eq!(
+            String::from_utf8(upstream.to_wire(b"{}")).unwrap(),
+            "POST /mcp HTTP/1.1\r\nX-Other: kept\r\ncontent-type: application/json\r\n\
+             content-length: 2\r\nhost: up:8080\r\n\r\n{}"
+        );
     }
 
     #[test]
@@ -454,7 +337,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
         ];
         for (name, value) in expected {
-            let name = HeaderName::from_static(name);
+            let name = http::HeaderName::from_static(name);
             let kept: Vec<&[u8]> = pingora.values(&name).collect();
             assert_eq!(kept, [value.as_bytes()], "{name}");
             let kept: Vec<&[u8]> = raw.values(&name).collect();

@@ -24,6 +24,7 @@ pub mod coalesce;
 pub mod decide;
 pub mod demo;
 pub mod error;
+pub mod fields;
 pub mod filter;
 pub mod front;
 pub mod gateway;

@@ -8,11 +8,11 @@
 //! only when identity providers are configured.
 
 use catalog::{Settings, Snapshot};
-use pingora_http::RequestHeader;
 use serde_json::json;
 
 use crate::admit::server_from_path;
 use crate::error::Refusal;
+use crate::fields::AgentHead;
 
 /// The well-known path prefix.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -20,15 +20,13 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 /// The gateway's external base URL without a trailing slash:
 /// `gateway.public_url`, else `http://` and the request's `Host` (which
 /// admission has checked against `gateway.allowed_hosts`).
-pub fn base_url(req: &RequestHeader, settings: &Settings) -> String {
+pub fn base_url(req: &impl AgentHead, settings: &Settings) -> String {
     if let Some(url) = &settings.public_url {
         return url.trim_end_matches('/').to_string();
     }
     let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .text(&http::header::HOST)
+        .or_else(|| req.authority())
         .unwrap_or("localhost");
     format!("http://{host}")
 }
@@ -52,8 +50,8 @@ pub fn metadata_url(base: &str, server: &str) -> String {
 /// The answer to a request for `WELL_KNOWN{rest}`: the document, or 404
 /// when no identity provider is configured or `rest` names no resource.
 /// Any well-formed server name gets a document, so it reveals no catalog.
-pub fn answer(req: &RequestHeader, snapshot: &Snapshot, rest: &str) -> Refusal {
-    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+pub fn answer(req: &impl AgentHead, snapshot: &Snapshot, rest: &str) -> Refusal {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return Refusal::MethodNotAllowed;
     }
     if !snapshot.has_identity_providers() {

@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 use pingora_error::Result;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::{Gateway, RequestCtx};
 use crate::admit::{self, Admitted, Rejected};
 use crate::error::{ErrorResponse, Refusal};
+use crate::fields::AgentHead;
 use crate::virtual_server::{self, Outcome};
 
 impl Gateway {
@@ -64,7 +65,7 @@ impl Gateway {
     /// Counts a refusal in the metrics.
     pub(super) fn count_refusal(
         &self,
-        req: &RequestHeader,
+        req: &impl AgentHead,
         ctx: &mut RequestCtx,
         refusal: &Refusal,
     ) {
@@ -77,10 +78,10 @@ impl Gateway {
 
 /// The log line of a request refused at admission. Denials name the
 /// tools; nothing here carries a token or secret.
-pub(super) fn log_refusal(ctx: &RequestCtx, req: &RequestHeader, refusal: &Refusal) {
+pub(super) fn log_refusal(ctx: &RequestCtx, req: &impl AgentHead, refusal: &Refusal) {
     ctx.span.in_scope(|| {
         tracing::info!(
-            path = req.uri.path(),
+            path = req.path(),
             refusal = %refusal,
             tools = ?denied_tools(refusal),
             "request refused"

@@ -1,8 +1,8 @@
 //! The gateway's audit duties: fail closed (or count) when the spool is
 //! full, and hand each request's event to the writer.
 
+use crate::fields::AgentHead;
 use catalog::model::SpoolFull;
-use pingora_http::RequestHeader;
 
 use super::{Gateway, RequestCtx};
 use crate::admit::Route;
@@ -47,7 +47,7 @@ impl Gateway {
     }
 
     /// Hands the request's audit event to the writer (never waits).
-    pub(super) fn audit(&self, req: &RequestHeader, status: u16, ctx: &mut RequestCtx) {
+    pub(super) fn audit(&self, req: &impl AgentHead, status: u16, ctx: &mut RequestCtx) {
         let Some(auditor) = &self.auditor else {
             return;
         };
@@ -71,8 +71,8 @@ impl Gateway {
         auditor.submit(AuditEvent {
             ts_ms: ctx.arrived_unix_ms,
             latency_us: ctx.arrived.elapsed().as_micros() as u64,
-            path: req.uri.path().to_string(),
-            http_method: req.method.clone(),
+            path: req.path().to_string(),
+            http_method: req.method().clone(),
             route,
             body: state.body,
             refusal: state.refusal,
@@ -80,9 +80,7 @@ impl Gateway {
             upstream_failed: state.upstream_failed,
             response: state.tap,
             session_id: req
-                .headers
-                .get(&crate::http_headers::MCP_SESSION_ID)
-                .and_then(|v| v.to_str().ok())
+                .text(&crate::http_headers::MCP_SESSION_ID)
                 .map(str::to_string),
             issued_session: state.issued_session,
             trace_id: ctx.trace.take().map(|t| t.trace_id),

@@ -31,7 +31,6 @@ use catalog::model::Transport;
 use http::HeaderValue;
 use pingora_core::protocols::Stream;
 use pingora_error::{Error, ErrorSource, ErrorType};
-use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -40,8 +39,8 @@ use super::relay::{agent_gone, read_response_head, write, AgentSide, HeadError, 
 use super::{failure_status, Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
 use crate::error::Refusal;
-use crate::http1::{self, Framing, RawResponse};
-use crate::http_headers::{ResponseFields, UpstreamHead};
+use crate::fields::{AgentHead, EditFields, Fields, ResponseFields};
+use crate::http1::{self, Framing, RawRequest, RawResponse};
 use crate::metrics::ToolDecision;
 
 /// How long connecting to the upstream may take (as for Pingora's peers),
@@ -70,9 +69,9 @@ impl Gateway {
     /// Does the direct path serve this `POST` (its body `body_len` bytes)?
     /// Only to a Streamable HTTP server over plain HTTP whose credential is
     /// available, and not above the body cap (Pingora refuses those).
-    pub(crate) fn takes_post(&self, req: &RequestHeader, body_len: usize) -> bool {
+    pub(crate) fn takes_post(&self, req: &RawRequest, body_len: usize) -> bool {
         let snapshot = self.snapshots.load();
-        let Some(name) = admit::server_from_path(req.uri.path()) else {
+        let Some(name) = admit::server_from_path(req.path()) else {
             return false;
         };
         if snapshot.virtual_server(name).is_some() {
@@ -89,11 +88,7 @@ impl Gateway {
     /// server (path, `Host`, `Origin`, token, grant): nothing of its body is
     /// read, and strangers learn nothing from how long the gateway waits.
     /// True: refused and answered (the connection closes).
-    pub(crate) async fn refused_before_body(
-        &self,
-        agent: &mut Stream,
-        req: &RequestHeader,
-    ) -> bool {
+    pub(crate) async fn refused_before_body(&self, agent: &mut Stream, req: &RawRequest) -> bool {
         let snapshot = self.snapshots.load_full();
         let Err(refusal) = admit::authorize_head(req, &snapshot) else {
             return false;
@@ -112,28 +107,24 @@ impl Gateway {
     pub(crate) async fn serve_post(
         &self,
         agent: &mut Agent<'_>,
-        mut req: Box<RequestHeader>,
+        req: Box<RawRequest>,
         raw: Bytes,
     ) -> bool {
         let mut ctx = Box::new(RequestCtx::new());
-        ctx.begin(&req);
-        let ended = match admit::admit_post(&req, raw, &self.snapshots, &self.seal) {
+        ctx.begin(&*req);
+        let ended = match admit::admit_post(&*req, raw, &self.snapshots, &self.seal) {
             Ok(Admitted { route, body }) => {
                 let body = body.unwrap_or_default();
-                // The header itself goes upstream (rewritten in place).
-                let whole = req;
-                req = Box::new(super::summary(&whole));
-                self.forward(agent, whole, &req, route, body, &mut ctx)
-                    .await
+                self.forward(agent, &req, route, body, &mut ctx).await
             }
             Err(Rejected {
                 error: AdmitError::Refused(refusal),
                 route,
                 body,
             }) => {
-                log_refusal(&ctx, &req, &refusal);
+                log_refusal(&ctx, &*req, &refusal);
                 let ended = self
-                    .answer_refusal(agent.conn, &req, &refusal, &mut ctx)
+                    .answer_refusal(agent.conn, &*req, &refusal, &mut ctx)
                     .await;
                 ctx.audit.refused_route = route;
                 ctx.audit.body = body;
@@ -150,18 +141,15 @@ impl Gateway {
                 keep_alive: false,
             },
         };
-        self.finish(&req, ended.status, ended.error, &mut ctx);
+        self.finish(&*req, ended.status, ended.error, &mut ctx);
         ended.keep_alive
     }
 
-    /// An admitted request: sent upstream (`whole`, its header, is
-    /// rewritten for that; `req` is what its log line needs), its response
-    /// relayed.
+    /// An admitted request: sent upstream, its response relayed.
     async fn forward(
         &self,
         agent: &mut Agent<'_>,
-        whole: Box<RequestHeader>,
-        req: &RequestHeader,
+        req: &RawRequest,
         route: Route,
         body: Bytes,
         ctx: &mut RequestCtx,
@@ -176,7 +164,7 @@ impl Gateway {
             }
         }
         ctx.audit.body = Some(body.clone());
-        let wire = self.upstream_request(whole, &route, &body, ctx);
+        let wire = self.upstream_request(req, &route, &body, ctx);
         let up = route.upstream();
         let unusable = if let Some(why) = &up.credential_unavailable {
             // Never call the upstream without its credential.
@@ -216,27 +204,23 @@ impl Gateway {
             .await
     }
 
-    /// The request head pointed upstream (see [`Gateway::point_upstream`])
-    /// followed by the checked body: one write.
+    /// The agent's request head pointed upstream (see
+    /// [`Gateway::point_upstream`]) followed by the checked body: one write.
     fn upstream_request(
         &self,
-        forward: Box<RequestHeader>,
+        req: &RawRequest,
         route: &Route,
         body: &[u8],
         ctx: &RequestCtx,
     ) -> pingora_error::Result<Vec<u8>> {
-        // The agent's head keeps no name case (see `http1::classify`): its
-        // fields are set straight in its map.
-        let mut forward = http::request::Parts::from(*forward);
+        let mut forward = req.upstream();
         if route.list_ids.is_active() {
             // Responses the gateway rewrites must arrive readable.
-            let identity = http::HeaderValue::from_static("identity");
+            let identity = HeaderValue::from_static("identity");
             forward.set_field(http::header::ACCEPT_ENCODING, identity)?;
         }
         self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)?;
-        let mut wire = http1::request_bytes(&RequestHeader::from(forward));
-        wire.extend_from_slice(body);
-        Ok(wire)
+        Ok(forward.to_wire(body))
     }
 
     /// Sends `wire` on a kept-alive connection to `addr`, or a new one, and
@@ -393,7 +377,7 @@ impl Gateway {
     async fn answer_refusal(
         &self,
         agent: &mut Stream,
-        req: &RequestHeader,
+        req: &impl AgentHead,
         refusal: &Refusal,
         ctx: &mut RequestCtx,
     ) -> Ended {

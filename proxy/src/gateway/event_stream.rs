@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use pingora_core::protocols::Stream;
-use pingora_http::RequestHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -30,8 +29,9 @@ use super::direct::CONNECT;
 use super::relay::{read_response_head, AgentSide, Relay};
 use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
-use crate::http1;
-use crate::http_headers::{strip_response, ResponseFields, UpstreamHead};
+use crate::fields::{AgentHead, EditFields, Fields, ResponseFields};
+use crate::http1::RawRequest;
+use crate::http_headers::strip_response;
 use crate::sse::SseRewriter;
 
 /// How long the upstream may take to answer with its response head.
@@ -46,13 +46,13 @@ impl Gateway {
     pub(crate) async fn serve_event_stream(
         &self,
         agent: &mut Stream,
-        req: Box<RequestHeader>,
+        req: Box<RawRequest>,
     ) -> bool {
         let Some(mut route) = self.admit_stream(&req) else {
             return false;
         };
         let mut ctx = Box::new(RequestCtx::new());
-        ctx.begin(&req);
+        ctx.begin(&*req);
         ctx.tally.admitted(route.upstream(), route.method);
         ctx.tally.upstream_started();
         let Some(mut upstream) = self.open_upstream(&req, &route, &ctx).await else {
@@ -91,7 +91,7 @@ impl Gateway {
         let head = resp.to_wire();
         drop(resp);
         let whole = req;
-        let req = super::summary(&whole);
+        let req = super::summary(&*whole);
         drop(whole);
         let relay = Relay {
             head,
@@ -113,9 +113,9 @@ impl Gateway {
 
     /// Admission as for Pingora, for the streams this path serves: to a
     /// Streamable HTTP server over plain HTTP whose credential is available.
-    fn admit_stream(&self, req: &RequestHeader) -> Option<Route> {
+    fn admit_stream(&self, req: &RawRequest) -> Option<Route> {
         let snapshot = self.snapshots.load_full();
-        let up = admit::server_from_path(req.uri.path()).and_then(|n| snapshot.upstream(n))?;
+        let up = admit::server_from_path(req.path()).and_then(|n| snapshot.upstream(n))?;
         if !super::direct::plain_streamable_http(up) || up.credential_unavailable.is_some() {
             return None;
         }
@@ -125,16 +125,14 @@ impl Gateway {
     /// Connects to the upstream and sends it the stream's request.
     async fn open_upstream(
         &self,
-        req: &RequestHeader,
+        req: &RawRequest,
         route: &Route,
         ctx: &RequestCtx,
     ) -> Option<TcpStream> {
         let up = route.upstream();
         let addr = super::upstream_request::upstream_addr(up).await.ok()?;
         let mut upstream = super::direct::connect(addr).await.ok()?;
-        // The agent's head keeps no name case (see `http1::classify`): its
-        // fields are set straight in its map.
-        let mut forward = req.as_owned_parts();
+        let mut forward = req.upstream();
         self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)
             .ok()?;
         // Events are filtered: they must arrive readable.
@@ -142,7 +140,7 @@ impl Gateway {
         forward
             .set_field(http::header::ACCEPT_ENCODING, identity)
             .ok()?;
-        let head = http1::request_bytes(&RequestHeader::from(forward));
+        let head = forward.to_wire(b"");
         tokio::time::timeout(CONNECT, upstream.write_all(&head))
             .await
             .ok()?

@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{Gateway, RequestCtx};
+use crate::fields::ResponseFields;
 use crate::http1::{self, ChunkedDecoder, Framing, RawResponse};
-use crate::http_headers::ResponseFields;
 use crate::streams::CONNECTION;
 
 /// Largest upstream response head read.

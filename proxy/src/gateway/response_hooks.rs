@@ -14,8 +14,9 @@ use super::relay::access_ended;
 use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
 use crate::admit::Route;
 use crate::error::Refusal;
+use crate::fields::ResponseFields;
 use crate::filter::{self, Filtered, ListIds};
-use crate::http_headers::{strip_response, ResponseFields, MCP_SESSION_ID};
+use crate::http_headers::{strip_response, MCP_SESSION_ID};
 use crate::sessions::SessionSeal;
 use crate::sse::SseRewriter;
 use crate::streams::StreamGuard;
@@ -101,8 +102,7 @@ impl Gateway {
         route: &Route,
         audit: &mut AuditState,
     ) -> Result<()> {
-        let name = MCP_SESSION_ID;
-        let Some(sid) = resp.field(&name) else {
+        let Some(sid) = resp.field(&MCP_SESSION_ID) else {
             return Ok(());
         };
         // As `http` reads a value as text: visible ASCII only.
@@ -118,7 +118,7 @@ impl Gateway {
         }
         let sealed = HeaderValue::try_from(sealed)
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "sealed session id", e))?;
-        resp.set_field(name, sealed)?;
+        resp.set_field(MCP_SESSION_ID, sealed)?;
         Ok(())
     }
 

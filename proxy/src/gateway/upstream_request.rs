@@ -10,9 +10,8 @@ use pingora_error::{Error, ErrorType, Result};
 use super::Gateway;
 use crate::admit::Route;
 use crate::bridge::BRIDGE_SECRET_HEADER;
-use crate::http_headers::{
-    strip_request, UpstreamHead, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT,
-};
+use crate::fields::UpstreamHead;
+use crate::http_headers::{strip_request, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, TRACEPARENT};
 use crate::trace::TraceContext;
 use crate::virtual_server::UpstreamLink;
 

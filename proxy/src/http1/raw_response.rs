@@ -1,14 +1,11 @@
-//! An upstream's response head kept as the bytes it sent: its fields are
-//! ranges of those bytes, edits a short list, and the agent's head is
-//! written from both. Building an `http::HeaderMap` for a head the gateway
-//! mostly passes on (hashing each name, a value object each, dropping the
-//! map) cost about 2.5k instructions per response.
-
-use std::ops::Range;
+//! An upstream's response head kept as the bytes it sent (see
+//! `raw_fields.rs`): the gateway's rules edit it and the agent's head is
+//! written from it.
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use crate::http_headers::ResponseFields;
+use super::raw_fields::{Edits, InvalidField, RawFields};
+use crate::fields::{EditFields, Fields, ResponseFields};
 
 /// A response head: status, version, and its fields as read, minus those
 /// removed, plus those set.
@@ -16,27 +13,9 @@ use crate::http_headers::ResponseFields;
 pub struct RawResponse {
     status: StatusCode,
     http10: bool,
-    /// The head as read.
-    head: Vec<u8>,
-    /// Its fields, in order.
-    fields: Vec<Field>,
-    /// Fields the gateway set, after them.
-    added: Vec<(HeaderName, HeaderValue)>,
+    read: RawFields,
+    edits: Edits,
 }
-
-/// One field of the head as read.
-#[derive(Debug)]
-struct Field {
-    name: Range<usize>,
-    value: Range<usize>,
-    /// The head holds it as `name: value` CRLF, so its line is copied whole.
-    as_written: bool,
-    removed: bool,
-}
-
-/// A field whose name or value `http` would refuse.
-#[derive(Debug)]
-pub struct InvalidField;
 
 impl RawResponse {
     /// The head `head` (as read), its fields as httparse found them in it.
@@ -46,33 +25,11 @@ impl RawResponse {
         parsed: &[httparse::Header],
         head: &[u8],
     ) -> Result<RawResponse, InvalidField> {
-        let offset = |part: &[u8]| {
-            (part.as_ptr() as usize)
-                .checked_sub(head.as_ptr() as usize)
-                .filter(|at| at + part.len() <= head.len())
-                .map(|at| at..at + part.len())
-                .ok_or(InvalidField)
-        };
-        // httparse checked each name is a token and each value holds only
-        // what `http` allows in one (tab, visible ASCII, bytes above 0x7f).
-        let mut fields = Vec::with_capacity(parsed.len());
-        for f in parsed {
-            let (name, value) = (offset(f.name.as_bytes())?, offset(f.value)?);
-            let as_written = head.get(name.end..value.start) == Some(b": ")
-                && head.get(value.end..value.end + 2) == Some(b"\r\n");
-            fields.push(Field {
-                name,
-                value,
-                as_written,
-                removed: false,
-            });
-        }
         Ok(RawResponse {
             status,
             http10,
-            head: head.to_vec(),
-            fields,
-            added: Vec::new(),
+            read: RawFields::new(parsed, head)?,
+            edits: Edits::default(),
         })
     }
 
@@ -84,92 +41,44 @@ impl RawResponse {
     /// The head as the agent gets it: HTTP/1.1, the status with its
     /// canonical reason, the fields kept in their order, then those set.
     pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.head.len() + 64);
+        let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
-        // Consecutive lines kept as written are copied at once.
-        let mut run = 0..0;
-        for f in self.fields.iter().filter(|f| !f.removed) {
-            if f.as_written && !run.is_empty() && run.end == f.name.start {
-                run.end = f.value.end + 2;
-                continue;
-            }
-            out.extend_from_slice(&self.head[run]);
-            run = 0..0;
-            if f.as_written {
-                run = f.name.start..f.value.end + 2;
-            } else {
-                let (name, value) = (&self.head[f.name.clone()], &self.head[f.value.clone()]);
-                line(&mut out, name, value);
-            }
-        }
-        out.extend_from_slice(&self.head[run]);
-        for (name, value) in &self.added {
-            line(&mut out, name.as_str().as_bytes(), value.as_bytes());
-        }
+        self.edits.write(&self.read, &mut out);
         out.extend_from_slice(b"\r\n");
         out
     }
+}
 
-    /// Is `f` named `wanted` (lower case)? Lengths first: most differ.
-    fn named(&self, f: &Field, wanted: &[u8]) -> bool {
-        f.name.len() == wanted.len() && self.head[f.name.clone()].eq_ignore_ascii_case(wanted)
+impl Fields for RawResponse {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        self.edits.values(&self.read, name)
     }
 }
 
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+impl EditFields for RawResponse {
+    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
+        self.edits.set(&self.read, name, value);
+        Ok(())
+    }
+    fn remove_field(&mut self, name: &HeaderName) {
+        self.edits.remove(&self.read, name);
+    }
+    fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool) {
+        self.edits.remove_where(&self.read, drop);
+    }
 }
 
 impl ResponseFields for RawResponse {
     fn status(&self) -> StatusCode {
         self.status
     }
-
     fn set_status(&mut self, status: StatusCode) -> pingora_error::Result<()> {
         self.status = status;
         Ok(())
-    }
-
-    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let wanted = name.as_str().as_bytes();
-        let read = self
-            .fields
-            .iter()
-            .filter(move |f| !f.removed && self.named(f, wanted))
-            .map(|f| &self.head[f.value.clone()]);
-        let set = self
-            .added
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_bytes());
-        read.chain(set)
-    }
-
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.remove_field(&name);
-        self.added.push((name, value));
-        Ok(())
-    }
-
-    fn remove_field(&mut self, name: &HeaderName) {
-        let wanted = name.as_str().as_bytes();
-        self.remove_where(|n| n.len() == wanted.len() && n.eq_ignore_ascii_case(wanted));
-    }
-
-    fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
-        for f in &mut self.fields {
-            if !f.removed && drop(&self.head[f.name.clone()]) {
-                f.removed = true;
-            }
-        }
-        self.added.retain(|(n, _)| !drop(n.as_str().as_bytes()));
     }
 }
 

@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use crate::fields::AgentHead;
 use catalog::{Snapshot, Upstream};
-use pingora_http::RequestHeader;
 use prometheus::core::Collector;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -193,11 +193,11 @@ impl ProxyMetrics {
         tally: &mut RequestTally,
         refusal: &Refusal,
         snapshot: &Snapshot,
-        req: &RequestHeader,
+        req: &impl AgentHead,
     ) {
         tally.refused(refusal, snapshot, req);
         if let Refusal::Denied(calls) = refusal {
-            let upstream = upstream_for_path(snapshot, req.uri.path());
+            let upstream = upstream_for_path(snapshot, req.path());
             for tool in calls.iter().filter_map(|c| c.tool.as_deref()) {
                 self.tool_call(upstream, tool, ToolDecision::Denied);
             }

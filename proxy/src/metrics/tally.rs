@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::fields::AgentHead;
 use catalog::{Snapshot, Upstream};
 use pingora_error::{Error, ErrorSource, ErrorType};
-use pingora_http::RequestHeader;
 
 use super::labels::{upstream_for_path, Outcome, UpstreamErrorKind, OTHER};
 use crate::error::Refusal;
@@ -60,14 +60,14 @@ impl RequestTally {
     /// names if `snapshot` routes it (else `unknown`); unless
     /// [`RequestTally::set_method`] said otherwise, the method is `GET` /
     /// `DELETE`, `tools/call` or `batch` for a denial, else `other`.
-    pub fn refused(&mut self, refusal: &Refusal, snapshot: &Snapshot, req: &RequestHeader) {
+    pub fn refused(&mut self, refusal: &Refusal, snapshot: &Snapshot, req: &impl AgentHead) {
         self.outcome = Outcome::of_refusal(refusal);
         if self.server.is_none() {
-            let path = req.uri.path();
+            let path = req.path();
             self.server = upstream_for_path(snapshot, path).map(|u| u.name.clone());
         }
         if self.method == OTHER {
-            self.method = match (&req.method, refusal) {
+            self.method = match (req.method(), refusal) {
                 (&http::Method::GET, _) => "GET",
                 (&http::Method::DELETE, _) => "DELETE",
                 (_, Refusal::Denied(calls)) if calls.len() == 1 => "tools/call",

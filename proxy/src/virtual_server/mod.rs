@@ -160,7 +160,7 @@ async fn post(
     };
     let parsed = jsonrpc::parse(&body).map_err(|e| reject(Refusal::Parse(e), &body))?;
     let headers = session.req_header();
-    let mcp = McpHeaders::of(&headers.headers);
+    let mcp = McpHeaders::of(headers);
     check_headers(&parsed, &mcp).map_err(|r| reject(r, &body))?;
     let jsonrpc::Body::Single(msg) = &parsed else {
         return Err(reject(
