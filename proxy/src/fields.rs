@@ -6,7 +6,7 @@
 //! [`crate::http1::RawResponse`]), which keep a head as the bytes read
 //! instead of building an `http::HeaderMap`. So each rule (admission,
 //! stripping, framing, sealing sessions) exists once for both paths.
-//! Names are compared in any case.
+//! Names are lower case, as `http` keeps them.
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -40,7 +40,7 @@ pub trait EditFields: Fields {
     fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
     /// Removes every `name` field.
     fn remove_field(&mut self, name: &HeaderName);
-    /// Removes every field whose name (as written) `drop` picks.
+    /// Removes every field whose name (lower case) `drop` picks.
     fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool);
 }
 

@@ -299,8 +299,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             String::from_utf8(up.to_wire(b"{}")).unwrap(),
-            "POST /mcp?key=k HTTP/1.1\r\nX-Tag: one\r\nMcp-Session-Id: s-1\r\nx-tag: two\r\n\
-             Content-Length: 2\r\nhost: up:8080\r\n\r\n{}"
+            "POST /mcp?key=k HTTP/1.1\r\nx-tag: one\r\nmcp-session-id: s-1\r\nx-tag: two\r\n\
+             content-length: 2\r\nhost: up:8080\r\n\r\n{}"
         );
         // The agent's head is as it was read.
         assert_eq!(req.text(&http::header::AUTHORIZATION), Some("Bearer tg_x"));

@@ -80,8 +80,8 @@ fn host_allowed(authority: &str, settings: &Settings) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` in any case; most names
-/// are ruled out by their length alone.
+/// A hop-by-hop header (RFC 9110 §7.6.1)? `name` is lower case; most
+/// names are ruled out by their length alone.
 fn hop_by_hop(name: &[u8]) -> bool {
     let candidates: &[&[u8]] = match name.len() {
         2 => &[b"te"],
@@ -91,7 +91,7 @@ fn hop_by_hop(name: &[u8]) -> bool {
         17 => &[b"transfer-encoding"],
         _ => return false,
     };
-    candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
+    candidates.contains(&name)
 }
 
 /// A header that carries the agent's own credentials, or a browser origin
@@ -110,7 +110,7 @@ fn caller_only(name: &[u8]) -> bool {
         b"x-forwarded-proto",
         b"x-real-ip",
     ];
-    CALLER_ONLY.iter().any(|c| name.eq_ignore_ascii_case(c))
+    CALLER_ONLY.contains(&name)
 }
 
 /// The header names `Connection` values list (lower case), besides the
@@ -140,10 +140,8 @@ pub fn strip_request(req: &mut impl UpstreamHead) {
     req.remove_where(|name| {
         hop_by_hop(name)
             || caller_only(name)
-            || name.eq_ignore_ascii_case(b"expect")
-            || listed
-                .iter()
-                .any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
+            || name == b"expect"
+            || listed.iter().any(|l| name == l.as_bytes())
     });
 }
 
@@ -171,11 +169,8 @@ pub fn set_checked_body(req: &mut impl UpstreamHead, len: usize) -> pingora_erro
 pub fn strip_response(resp: &mut impl ResponseFields) {
     let listed = connection_listed(resp.values(&http::header::CONNECTION));
     resp.remove_where(|name| {
-        !name.eq_ignore_ascii_case(b"transfer-encoding")
-            && (hop_by_hop(name)
-                || listed
-                    .iter()
-                    .any(|l| name.eq_ignore_ascii_case(l.as_bytes())))
+        name != b"transfer-encoding"
+            && (hop_by_hop(name) || listed.iter().any(|l| name == l.as_bytes()))
     });
 }
 
@@ -277,7 +272,7 @@ mod tests {
         assert_eq!(from_raw, expected);
         assert_eq!(
             String::from_utf8(upstream.to_wire(b"{}")).unwrap(),
-            "POST /mcp HTTP/1.1\r\nX-Other: kept\r\ncontent-type: application/json\r\n\
+            "POST /mcp HTTP/1.1\r\nx-other: kept\r\ncontent-type: application/json\r\n\
              content-length: 2\r\nhost: up:8080\r\n\r\n{}"
         );
     }
@@ -347,7 +342,7 @@ mod tests {
         let wire = String::from_utf8(raw.to_wire()).unwrap();
         assert_eq!(
             wire,
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: up\r\nMcp-Session-Id: s1\r\nContent-Type: text/event-stream\r\n\r\n"
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nserver: up\r\nmcp-session-id: s1\r\ncontent-type: text/event-stream\r\n\r\n"
         );
     }
 }

@@ -1,7 +1,7 @@
-//! A head's fields kept as ranges of the bytes read, and the gateway's
-//! edits to them, written back out without building an `http::HeaderMap`
-//! (hashing each name, a value object each, dropping the map: about 2.5k
-//! instructions per head).
+//! A head's fields kept as ranges of the bytes read (names lower-cased),
+//! and the gateway's edits to them, written back out without building an
+//! `http::HeaderMap` (hashing each name, a value object each, dropping the
+//! map: about 2.5k instructions per head).
 
 use std::ops::Range;
 
@@ -58,10 +58,14 @@ impl RawFields {
                 as_written,
             });
         }
-        Ok(RawFields {
-            head: head.to_vec(),
-            fields,
-        })
+        // Names are compared often and in any case: lower-cased once here
+        // (their case means nothing; the wire gets them lower case, as
+        // `http` writes them).
+        let mut head = head.to_vec();
+        for f in &fields {
+            head[f.name.clone()].make_ascii_lowercase();
+        }
+        Ok(RawFields { head, fields })
     }
 
     /// The head's length.
@@ -69,16 +73,8 @@ impl RawFields {
         self.head.len()
     }
 
-    /// Is `f` named `wanted` (lower case)? Lengths first: most differ.
-    fn named(&self, f: &Field, wanted: &[u8]) -> bool {
-        f.name.len() == wanted.len() && self.head[f.name.clone()].eq_ignore_ascii_case(wanted)
-    }
-
     /// Every value of `name` as read.
-    pub(super) fn values<'a>(
-        &'a self,
-        name: &HeaderName,
-    ) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    pub(super) fn values<'a>(&'a self, name: &HeaderName) -> Values<'a> {
         Edits::NONE.values(self, name)
     }
 }
@@ -103,26 +99,16 @@ impl Edits {
     }
 
     /// Every value of `name` in `read` so edited.
-    pub(super) fn values<'a>(
-        &'a self,
-        read: &'a RawFields,
-        name: &HeaderName,
-    ) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        // Owned: the values outlive the caller's name (a standard or static
-        // name is copied, not counted).
-        let (wanted, name) = (name.clone(), name.clone());
-        let kept = read
-            .fields
-            .iter()
-            .enumerate()
-            .filter(move |(i, f)| !self.removed(*i) && read.named(f, wanted.as_str().as_bytes()))
-            .map(|(_, f)| &read.head[f.value.clone()]);
-        let set = self
-            .added
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_bytes());
-        kept.chain(set)
+    pub(super) fn values<'a>(&'a self, read: &'a RawFields, name: &HeaderName) -> Values<'a> {
+        Values {
+            read,
+            edits: self,
+            // Owned: the values outlive the caller's name (a standard or
+            // static name is copied, not counted).
+            name: name.clone(),
+            next: 0,
+            next_added: 0,
+        }
     }
 
     /// Sets `name` to `value` alone.
@@ -134,12 +120,10 @@ impl Edits {
     /// Removes every `name` field.
     pub(super) fn remove(&mut self, read: &RawFields, name: &HeaderName) {
         let wanted = name.as_str().as_bytes();
-        self.remove_where(read, |n| {
-            n.len() == wanted.len() && n.eq_ignore_ascii_case(wanted)
-        });
+        self.remove_where(read, |n| n == wanted);
     }
 
-    /// Removes every field whose name `drop` picks.
+    /// Removes every field whose name (lower case) `drop` picks.
     pub(super) fn remove_where(&mut self, read: &RawFields, mut drop: impl FnMut(&[u8]) -> bool) {
         for (i, f) in read.fields.iter().enumerate() {
             if !self.removed(i) && drop(&read.head[f.name.clone()]) {
@@ -174,6 +158,42 @@ impl Edits {
         for (name, value) in &self.added {
             line(out, name.as_str().as_bytes(), value.as_bytes());
         }
+    }
+}
+
+/// The values of one name in a head as read and edited: the fields kept,
+/// then those set.
+pub(super) struct Values<'a> {
+    read: &'a RawFields,
+    edits: &'a Edits,
+    name: HeaderName,
+    next: usize,
+    next_added: usize,
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let wanted = self.name.as_str().as_bytes();
+        while let Some(f) = self.read.fields.get(self.next) {
+            let i = self.next;
+            self.next += 1;
+            // Lengths first: most names differ in length.
+            if f.name.len() == wanted.len()
+                && !self.edits.removed(i)
+                && self.read.head[f.name.clone()] == *wanted
+            {
+                return Some(&self.read.head[f.value.clone()]);
+            }
+        }
+        while let Some((name, value)) = self.edits.added.get(self.next_added) {
+            self.next_added += 1;
+            if *name == self.name {
+                return Some(value.as_bytes());
+            }
+        }
+        None
     }
 }
 

@@ -106,8 +106,8 @@ mod tests {
         assert_eq!(cookies, [&b"a"[..], b"b"]);
         assert_eq!(
             wire(&resp),
-            "HTTP/1.1 200 OK\r\nServer: up\r\nX-Odd: odd\r\nSet-Cookie: a\r\nContent-Type: application/json\r\nset-cookie: b\r\nContent-Length: 2\r\n\r\n",
-            "lines not written as `name: value` CRLF are written so"
+            "HTTP/1.1 200 OK\r\nserver: up\r\nx-odd: odd\r\nset-cookie: a\r\ncontent-type: application/json\r\nset-cookie: b\r\ncontent-length: 2\r\n\r\n",
+            "names lower case; lines not written as `name: value` CRLF are written so"
         );
         resp.remove_field(&http::header::CONTENT_LENGTH);
         resp.set_field(
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(resp.field(&http::header::CONTENT_LENGTH), None);
         assert_eq!(
             wire(&resp),
-            "HTTP/1.1 502 Bad Gateway\r\nServer: up\r\nX-Odd: odd\r\nContent-Type: application/json\r\ntransfer-encoding: chunked\r\nset-cookie: c\r\n\r\n"
+            "HTTP/1.1 502 Bad Gateway\r\nserver: up\r\nx-odd: odd\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nset-cookie: c\r\n\r\n"
         );
     }
 
