@@ -40,7 +40,8 @@ pub trait EditFields: Fields {
     fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
     /// Removes every `name` field.
     fn remove_field(&mut self, name: &HeaderName);
-    /// Removes every field whose name (lower case) `drop` picks.
+    /// Removes every field whose name (lower case) `drop` picks. It may be
+    /// asked about a name more than once, and must answer the same.
     fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool);
 }
 

@@ -96,21 +96,24 @@ fn hop_by_hop(name: &[u8]) -> bool {
 
 /// A header that carries the agent's own credentials, or a browser origin
 /// the gateway already checked (the gateway is the upstream's client), or a
-/// client-asserted forwarding claim the gateway cannot vouch for: never
-/// sent upstream.
+/// client-asserted forwarding, address or method claim the gateway cannot
+/// vouch for: never sent upstream. `name` is lower case.
 fn caller_only(name: &[u8]) -> bool {
-    const CALLER_ONLY: [&[u8]; 9] = [
+    const CALLER_ONLY: [&[u8]; 12] = [
         b"authorization",
         b"proxy-authorization",
         b"cookie",
         b"origin",
         b"forwarded",
-        b"x-forwarded-for",
-        b"x-forwarded-host",
-        b"x-forwarded-proto",
         b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-http-method-override",
+        b"x-method-override",
     ];
-    CALLER_ONLY.contains(&name)
+    name.starts_with(b"x-forwarded-") || CALLER_ONLY.contains(&name)
 }
 
 /// The header names `Connection` values list (lower case), besides the
@@ -119,9 +122,7 @@ fn caller_only(name: &[u8]) -> bool {
 /// lists nothing (as `http` reads values as text).
 fn connection_listed<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     let mut listed = Vec::new();
-    let text = values
-        .filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
-        .filter_map(|v| std::str::from_utf8(v).ok());
+    let text = values.filter_map(visible_ascii);
     for token in text.flat_map(|v| v.split(',')).map(str::trim) {
         let usual = token.is_empty()
             || token.eq_ignore_ascii_case("close")
@@ -134,15 +135,33 @@ fn connection_listed<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> 
 }
 
 /// Removes hop-by-hop headers (and those its `Connection` header lists)
-/// and the caller's credentials from a request about to go upstream.
+/// and the caller's credentials from a request about to go upstream, and
+/// any name with an underscore, as nginx does by default: servers that
+/// fold `_` into `-` (CGI, WSGI) would read `X_Api_Key` as the gateway's
+/// own `X-Api-Key`, or `X_Forwarded_For` as a forwarding claim.
 pub fn strip_request(req: &mut impl UpstreamHead) {
     let listed = connection_listed(req.values(&http::header::CONNECTION));
     req.remove_where(|name| {
         hop_by_hop(name)
             || caller_only(name)
             || name == b"expect"
+            || name.contains(&b'_')
             || listed.iter().any(|l| name == l.as_bytes())
     });
+}
+
+/// The content codings a head's `Content-Encoding` fields list, lower
+/// case, `identity` left out: none for a body as it is, one coding the
+/// gateway may decode, or a list (`gzip, gzip`) it does not.
+pub fn content_coding(head: &impl Fields) -> Option<String> {
+    let codings: Vec<String> = head
+        .values(&http::header::CONTENT_ENCODING)
+        .map(|v| visible_ascii(v).unwrap_or("?"))
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// Frames a request whose body the gateway checked: `len` bytes of UTF-8
@@ -203,6 +222,9 @@ mod tests {
             ("Content-Type", "application/json"),
             ("Mcp-Session-Id", "s1"),
             ("X-Other", "kept"),
+            ("X-Forwarded-Port", "443"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X_Api_Key", "read as X-Api-Key by servers folding `_`"),
         ] {
             req.append_header(name, value).unwrap();
         }
@@ -211,6 +233,22 @@ mod tests {
             names(&req.headers),
             ["content-type", "mcp-session-id", "x-other"]
         );
+    }
+
+    #[test]
+    fn every_content_encoding_field_counts() {
+        let coding = |fields: &[&str]| {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            for value in fields {
+                resp.append_header("content-encoding", *value).unwrap();
+            }
+            content_coding(&resp)
+        };
+        assert_eq!(coding(&[]), None);
+        assert_eq!(coding(&["Identity"]), None);
+        assert_eq!(coding(&["identity", "GZIP"]).as_deref(), Some("gzip"));
+        assert_eq!(coding(&["gzip, gzip"]).as_deref(), Some("gzip, gzip"));
+        assert_eq!(coding(&["br", "identity"]).as_deref(), Some("br"));
     }
 
     /// The fields of `head` after the upstream rules (stripped, framed as

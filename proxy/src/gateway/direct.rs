@@ -41,6 +41,7 @@ use crate::admit::{self, AdmitError, Admitted, Rejected, Route};
 use crate::error::Refusal;
 use crate::fields::{AgentHead, EditFields, Fields, ResponseFields};
 use crate::http1::{self, Framing, RawRequest, RawResponse};
+use crate::http_headers::content_coding;
 use crate::metrics::ToolDecision;
 
 /// How long connecting to the upstream may take (as for Pingora's peers),
@@ -214,12 +215,13 @@ impl Gateway {
         ctx: &RequestCtx,
     ) -> pingora_error::Result<Vec<u8>> {
         let mut forward = req.upstream();
+        self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)?;
         if route.list_ids.is_active() {
-            // Responses the gateway rewrites must arrive readable.
+            // Responses the gateway rewrites must arrive readable (set
+            // after the head is stripped: a `Connection` header may name it).
             let identity = HeaderValue::from_static("identity");
             forward.set_field(http::header::ACCEPT_ENCODING, identity)?;
         }
-        self.point_upstream(&mut forward, route, ctx.trace.as_ref(), None)?;
         Ok(forward.to_wire(body))
     }
 
@@ -274,10 +276,7 @@ impl Gateway {
             && !resp
                 .values(&http::header::CONNECTION)
                 .any(|v| contains_token(v, b"close"));
-        let coding = resp
-            .field(&http::header::CONTENT_ENCODING)
-            .map(|v| v.trim_ascii().to_ascii_lowercase())
-            .filter(|v| v != b"identity");
+        let coding = content_coding(&resp);
         let prepared = (|| {
             let content_type = self.receive_head(&mut resp, ctx)?;
             if let Some(route) = &ctx.route {
@@ -288,11 +287,11 @@ impl Gateway {
                 // A tool list is filtered decoded (as Pingora decompresses it)
                 // and passed on as it was rewritten.
                 resp.remove_field(&http::header::CONTENT_ENCODING);
-                ctx.response = match (&ctx.response, coding.as_slice()) {
-                    (ResponseMode::Json(_), b"gzip" | b"x-gzip") => {
+                ctx.response = match (&ctx.response, coding.as_str()) {
+                    (ResponseMode::Json(_), "gzip" | "x-gzip") => {
                         ResponseMode::CompressedJson(Vec::new(), true)
                     }
-                    (ResponseMode::Json(_), b"deflate") => {
+                    (ResponseMode::Json(_), "deflate") => {
                         ResponseMode::CompressedJson(Vec::new(), false)
                     }
                     _ => {

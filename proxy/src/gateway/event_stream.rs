@@ -31,7 +31,7 @@ use super::{Gateway, RequestCtx, ResponseMode};
 use crate::admit::{self, Route};
 use crate::fields::{AgentHead, EditFields, Fields, ResponseFields};
 use crate::http1::RawRequest;
-use crate::http_headers::strip_response;
+use crate::http_headers::{content_coding, strip_response};
 use crate::sse::SseRewriter;
 
 /// How long the upstream may take to answer with its response head.
@@ -65,8 +65,14 @@ impl Gateway {
         let is_events = resp
             .field(&http::header::CONTENT_TYPE)
             .is_some_and(|v| v.to_ascii_lowercase().starts_with(b"text/event-stream"));
+        // An encoded stream could not be filtered: Pingora's path refuses it.
+        let encoded = content_coding(&resp).is_some();
         // Re-check first: a sweep that ran before the registration below must not be missed.
-        if !resp.status().is_success() || !is_events || route.refresh(&self.snapshots).is_err() {
+        if !resp.status().is_success()
+            || !is_events
+            || encoded
+            || route.refresh(&self.snapshots).is_err()
+        {
             return false;
         }
         // Committed: from here on the agent is answered on this path.

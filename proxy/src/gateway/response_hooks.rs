@@ -14,7 +14,7 @@ use super::relay::access_ended;
 use super::{AuditState, Gateway, RequestCtx, ResponseMode, MAX_FILTERED_JSON};
 use crate::admit::Route;
 use crate::error::Refusal;
-use crate::fields::ResponseFields;
+use crate::fields::{visible_ascii, ResponseFields};
 use crate::filter::{self, Filtered, ListIds};
 use crate::http_headers::{strip_response, MCP_SESSION_ID};
 use crate::sessions::SessionSeal;
@@ -105,9 +105,7 @@ impl Gateway {
         let Some(sid) = resp.field(&MCP_SESSION_ID) else {
             return Ok(());
         };
-        // As `http` reads a value as text: visible ASCII only.
-        let visible = sid.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-        let sid = std::str::from_utf8(sid).ok().filter(|_| visible);
+        let sid = visible_ascii(sid);
         let seal = SessionSeal::for_settings(route.settings(), &self.seal);
         let sealed = seal.seal(&route.digest(), sid.unwrap_or(""));
         if self.auditor.is_some() {

@@ -170,6 +170,32 @@ fn gzipped_json() -> Response {
         .unwrap()
 }
 
+/// [`LIST`] gzipped, its coding stated as `identity` and then `gzip`, in
+/// two fields.
+fn gzipped_json_coding_in_two_fields() -> Response {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(LIST.as_bytes()).unwrap();
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .header("content-encoding", "gzip")
+        .body(Body::from(enc.finish().unwrap()))
+        .unwrap()
+}
+
+/// [`LIST`] gzipped twice.
+fn gzipped_twice() -> Response {
+    let mut inner = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    inner.write_all(LIST.as_bytes()).unwrap();
+    let mut outer = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    outer.write_all(&inner.finish().unwrap()).unwrap();
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip, gzip")
+        .body(Body::from(outer.finish().unwrap()))
+        .unwrap()
+}
+
 async fn list_through(reply: fn() -> Response) -> Reply {
     let addr = raw_upstream(reply).await;
     let gw = Gateway::start(addr).await;
@@ -228,6 +254,61 @@ async fn compressed_json_tool_lists_are_filtered() {
         r.body.len(),
         "Content-Length matches the rewritten body"
     );
+}
+
+#[tokio::test]
+async fn every_content_encoding_field_of_a_tool_list_is_read() {
+    // The coding in the second field: the list is still decoded and filtered.
+    let r = list_through(gzipped_json_coding_in_two_fields).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tools = r.json()["result"]["tools"].clone();
+    assert_eq!(tools.as_array().map(Vec::len), Some(1), "{}", r.body);
+    assert_eq!(tools[0]["name"], "search_issues");
+    // Two codings: not decoded here, so not passed on.
+    let r = list_through(gzipped_twice).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(!r.body.contains("delete_issue"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_encoded_event_stream_is_not_passed_on_unfiltered() {
+    // An upstream that ignores `Accept-Encoding: identity` on its stream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stream = || async {
+        let text = format!("id: 1\nevent: message\ndata: {LIST}\n\n");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("content-encoding", "gzip")
+            .body(Body::from(enc.finish().unwrap()))
+            .unwrap()
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::get(stream));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gw = Gateway::start(addr).await;
+    let resp = reqwest::Client::new()
+        .get(gw.url("demo"))
+        .bearer_auth(ALICE)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let encoded = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() != b"identity");
+    let raw = resp.bytes().await.unwrap_or_default();
+    let mut text = String::new();
+    if encoded {
+        let _ =
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text);
+    } else {
+        text = String::from_utf8_lossy(&raw).into_owned();
+    }
+    assert!(!text.contains("delete_issue"), "{text}");
+    gw.stop().await;
 }
 
 /// Reads an SSE response in the background, exposing what arrived so far.
