@@ -6,7 +6,8 @@
 //! request head and body), more than all of toolgate's own work. This path
 //! reads the request, admits it, sends the head and the checked body
 //! upstream in one write over a kept-alive connection, and relays the
-//! response.
+//! response. Both heads stay the bytes read ([`RawRequest`],
+//! [`RawResponse`]): no header maps are built.
 //!
 //! It takes only what it fully understands, before anything is decided: an
 //! HTTP/1.1 `POST` framed by one `Content-Length` (see
