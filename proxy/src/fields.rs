@@ -77,41 +77,44 @@ pub fn visible_ascii(value: &[u8]) -> Option<&str> {
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
-/// Every value of `name` in an `http` map.
-fn map_values<'a>(
-    map: &'a http::HeaderMap,
-    name: &HeaderName,
-) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-    map.get_all(name).iter().map(HeaderValue::as_bytes)
-}
-
-/// The names in `map` that `drop` picks.
-fn picked(map: &http::HeaderMap, mut drop: impl FnMut(&[u8]) -> bool) -> Vec<HeaderName> {
-    map.keys()
-        .filter(|n| drop(n.as_str().as_bytes()))
-        .cloned()
-        .collect()
-}
-
-impl Fields for RequestHeader {
-    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        map_values(&self.headers, name)
-    }
-}
-
-impl EditFields for RequestHeader {
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn remove_field(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool) {
-        for name in picked(&self.headers, drop) {
-            self.remove_header(&name);
+/// [`Fields`] and [`EditFields`] for a Pingora head: its `http` map, edited
+/// through Pingora (which also keeps each name's case for the wire).
+macro_rules! pingora_fields {
+    ($head:ty) => {
+        impl Fields for $head {
+            fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+                self.headers.get_all(name).iter().map(HeaderValue::as_bytes)
+            }
         }
-    }
+
+        impl EditFields for $head {
+            fn set_field(
+                &mut self,
+                name: HeaderName,
+                value: HeaderValue,
+            ) -> pingora_error::Result<()> {
+                self.insert_header(name, value)
+            }
+            fn remove_field(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+            fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
+                let picked: Vec<HeaderName> = self
+                    .headers
+                    .keys()
+                    .filter(|n| drop(n.as_str().as_bytes()))
+                    .cloned()
+                    .collect();
+                for name in picked {
+                    self.remove_header(&name);
+                }
+            }
+        }
+    };
 }
+
+pingora_fields!(RequestHeader);
+pingora_fields!(ResponseHeader);
 
 impl AgentHead for RequestHeader {
     fn method(&self) -> &Method {
@@ -128,26 +131,6 @@ impl AgentHead for RequestHeader {
 impl UpstreamHead for RequestHeader {
     fn set_target(&mut self, target: http::Uri) {
         self.set_uri(target);
-    }
-}
-
-impl Fields for ResponseHeader {
-    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        map_values(&self.headers, name)
-    }
-}
-
-impl EditFields for ResponseHeader {
-    fn set_field(&mut self, name: HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn remove_field(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn remove_where(&mut self, drop: impl FnMut(&[u8]) -> bool) {
-        for name in picked(&self.headers, drop) {
-            self.remove_header(&name);
-        }
     }
 }
 

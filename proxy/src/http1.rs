@@ -199,13 +199,20 @@ pub fn response_head(buf: &[u8]) -> Result<Option<(RawResponse, usize, Framing)>
 
 /// A response head as sent on the wire.
 pub fn response_bytes(resp: &ResponseHeader) -> Vec<u8> {
+    let mut out = status_line(resp.status);
+    resp.header_to_h1_wire(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `HTTP/1.1`, `status` and its canonical reason: the start of a response
+/// head the gateway writes.
+fn status_line(status: http::StatusCode) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    resp.header_to_h1_wire(&mut out);
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     out
 }

@@ -151,6 +151,28 @@ fn escape_marks(word: u64) -> u64 {
 /// Random JSON for the tests that compare a plain scan with serde's reading.
 #[cfg(test)]
 pub(crate) mod random_json {
+    /// `text` with one or two bytes deleted, replaced or inserted (from
+    /// `damage`), as `next(n)` (a random number below `n`) picks; `None`
+    /// when the result is not UTF-8.
+    pub(crate) fn damaged(
+        text: String,
+        damage: &[u8],
+        next: &mut impl FnMut(usize) -> usize,
+    ) -> Option<String> {
+        let mut bytes = text.into_bytes();
+        for _ in 0..1 + next(2) {
+            let at = next(bytes.len() + 1);
+            match next(3) {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 if at < bytes.len() => bytes[at] = damage[next(damage.len())],
+                _ => bytes.insert(at, damage[next(damage.len())]),
+            }
+        }
+        String::from_utf8(bytes).ok()
+    }
+
     /// Builds JSON texts from awkward pieces: member names from `keys` and
     /// scalars from `scalars` (both as written, escapes included), white
     /// space of several kinds, nesting up to four deep; mostly objects at

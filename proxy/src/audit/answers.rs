@@ -312,7 +312,7 @@ impl<'de, C: serde::Deserialize<'de>> ReadShape<'de> for SummaryMembers<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json_shape::random_json::RandomJson;
+    use crate::json_shape::random_json::{damaged, RandomJson};
 
     fn outcome_of(result: &str) -> (Option<Value>, Option<String>) {
         let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
@@ -481,18 +481,7 @@ mod tests {
                 )
             };
             count(compare(&text));
-            let mut bytes = text.into_bytes();
-            for _ in 0..1 + next(2) {
-                let at = next(bytes.len() + 1);
-                match next(3) {
-                    0 if at < bytes.len() => {
-                        bytes.remove(at);
-                    }
-                    1 if at < bytes.len() => bytes[at] = DAMAGE[next(DAMAGE.len())],
-                    _ => bytes.insert(at, DAMAGE[next(DAMAGE.len())]),
-                }
-            }
-            if let Ok(text) = String::from_utf8(bytes) {
+            if let Some(text) = damaged(text, DAMAGE, &mut next) {
                 count(compare(&text));
             }
         }

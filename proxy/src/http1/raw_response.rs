@@ -41,12 +41,7 @@ impl RawResponse {
     /// The head as the agent gets it: HTTP/1.1, the status with its
     /// canonical reason, the fields kept in their order, then those set.
     pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let mut out = super::status_line(self.status);
         self.edits.write(&self.read, &mut out);
         out.extend_from_slice(b"\r\n");
         out

@@ -76,7 +76,7 @@ fn params(body: &str, at: usize) -> Option<(Params<'_>, usize)> {
 mod tests {
     use super::super::{by_serde, message_of, Body, Message, ParseError};
     use super::envelope;
-    use crate::json_shape::random_json::RandomJson;
+    use crate::json_shape::random_json::{damaged, RandomJson};
 
     /// The plain reading of `body`, when it reads it.
     fn plain(body: &str) -> Option<Result<Message, ParseError>> {
@@ -236,18 +236,7 @@ mod tests {
                 )
             };
             count(compare(&body));
-            let mut bytes = body.into_bytes();
-            for _ in 0..1 + next(2) {
-                let at = next(bytes.len() + 1);
-                match next(3) {
-                    0 if at < bytes.len() => {
-                        bytes.remove(at);
-                    }
-                    1 if at < bytes.len() => bytes[at] = DAMAGE[next(DAMAGE.len())],
-                    _ => bytes.insert(at, DAMAGE[next(DAMAGE.len())]),
-                }
-            }
-            if let Ok(text) = String::from_utf8(bytes) {
+            if let Some(text) = damaged(body, DAMAGE, &mut next) {
                 count(compare(&text));
             }
         }
