@@ -151,14 +151,23 @@ fn escape_marks(word: u64) -> u64 {
 /// Random JSON for the tests that compare a plain scan with serde's reading.
 #[cfg(test)]
 pub(crate) mod random_json {
-    /// `text` with one or two bytes deleted, replaced or inserted (from
-    /// `damage`), as `next(n)` (a random number below `n`) picks; `None`
-    /// when the result is not UTF-8.
-    pub(crate) fn damaged(
-        text: String,
-        damage: &[u8],
-        next: &mut impl FnMut(usize) -> usize,
-    ) -> Option<String> {
+    /// Bytes that make JSON text invalid, or valid in another way.
+    const DAMAGE: &[u8] = b"{}[]\",:\\ 0123-+.eEtnu\x01\x7f";
+
+    /// Deterministic random numbers: `next(n)` is below `n`.
+    pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
+    /// `text` with one or two bytes deleted, replaced or inserted, as
+    /// `next` picks; `None` when the result is not UTF-8.
+    pub(crate) fn damaged(text: String, next: &mut impl FnMut(usize) -> usize) -> Option<String> {
+        let damage = DAMAGE;
         let mut bytes = text.into_bytes();
         for _ in 0..1 + next(2) {
             let at = next(bytes.len() + 1);
