@@ -176,17 +176,18 @@ impl<'a> Iterator for Values<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let wanted = self.name.as_str().as_bytes();
-        while let Some(f) = self.read.fields.get(self.next) {
-            let i = self.next;
-            self.next += 1;
+        let head = &self.read.head;
+        for (i, f) in self.read.fields.iter().enumerate().skip(self.next) {
             // Lengths first: most names differ in length.
-            if f.name.len() == wanted.len()
+            if f.name.end - f.name.start == wanted.len()
                 && !self.edits.removed(i)
-                && self.read.head[f.name.clone()] == *wanted
+                && head.get(f.name.clone()) == Some(wanted)
             {
-                return Some(&self.read.head[f.value.clone()]);
+                self.next = i + 1;
+                return head.get(f.value.clone());
             }
         }
+        self.next = self.read.fields.len();
         while let Some((name, value)) = self.edits.added.get(self.next_added) {
             self.next_added += 1;
             if *name == self.name {
