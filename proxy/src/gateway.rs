@@ -141,7 +141,7 @@ impl RequestCtx {
         let trace = TraceContext::from_header(traceparent);
         self.span = tracing::info_span!(
             "request",
-            trace_id = %trace.trace_id,
+            trace_id = %trace.trace_id(),
             session = tracing::field::Empty
         );
         if let Some(sid) = req.field(&crate::http_headers::MCP_SESSION_ID) {

@@ -6,53 +6,73 @@
 use std::cell::Cell;
 use std::hash::BuildHasher;
 
-/// The trace context of one request.
+/// The trace context of one request: the `traceparent` value sent
+/// upstream, `00-<trace id>-<span id>-<flags>`, kept as text (one value per
+/// request, not three strings).
 #[derive(Debug, Clone)]
 pub struct TraceContext {
-    /// 32 lower-case hex digits.
-    pub trace_id: String,
-    /// The gateway's span id (16 hex digits), sent upstream as the parent.
-    pub span_id: String,
-    /// Trace flags (2 hex digits): the agent's, or `01` (sampled).
-    flags: String,
+    header: [u8; HEADER_LEN],
 }
+
+/// `00-` 32 hex `-` 16 hex `-` 2 hex.
+const HEADER_LEN: usize = 55;
+const TRACE_ID: std::ops::Range<usize> = 3..35;
+const SPAN_ID: std::ops::Range<usize> = 36..52;
+const FLAGS: std::ops::Range<usize> = 53..55;
 
 impl TraceContext {
     /// Continues the agent's trace from its `traceparent`, or starts one.
+    /// The span id is always the gateway's own.
     pub fn from_header(traceparent: Option<&[u8]>) -> Self {
-        let span_id = hex16(&[nonzero_random()]);
+        let mut header = *b"00-00000000000000000000000000000000-0000000000000000-01";
         match traceparent.and_then(parse) {
-            Some((trace_id, flags)) => TraceContext {
-                trace_id,
-                span_id,
-                flags,
-            },
-            None => TraceContext {
-                trace_id: hex16(&[nonzero_random(), nonzero_random()]),
-                span_id,
-                flags: "01".to_string(),
-            },
+            Some((trace_id, flags)) => {
+                header[TRACE_ID].copy_from_slice(trace_id.as_bytes());
+                header[FLAGS].copy_from_slice(flags.as_bytes());
+            }
+            None => {
+                hex_into(nonzero_random(), &mut header[3..19]);
+                hex_into(nonzero_random(), &mut header[19..35]);
+            }
         }
+        hex_into(nonzero_random(), &mut header[SPAN_ID]);
+        TraceContext { header }
+    }
+
+    /// The trace id: 32 lower-case hex digits.
+    pub fn trace_id(&self) -> &str {
+        self.text(TRACE_ID)
+    }
+
+    /// The gateway's span id (16 hex digits), sent upstream as the parent.
+    pub fn span_id(&self) -> &str {
+        self.text(SPAN_ID)
     }
 
     /// The `traceparent` header value to send upstream.
-    pub fn header_value(&self) -> String {
-        let mut value = String::with_capacity(55);
-        for part in ["00-", &self.trace_id, "-", &self.span_id, "-", &self.flags] {
-            value.push_str(part);
-        }
-        value
+    pub fn header_value(&self) -> &str {
+        self.text(0..HEADER_LEN)
+    }
+
+    fn text(&self, part: std::ops::Range<usize>) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.header[part]).unwrap_or_default()
+    }
+}
+
+/// Writes `word` as 16 lower-case hex digits into `out`.
+fn hex_into(word: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, digit) in out.iter_mut().take(16).enumerate() {
+        *digit = DIGITS[(word >> (60 - 4 * i)) as usize & 0xf];
     }
 }
 
 /// Lower-case hex of `words`, 16 digits each (no `format!`: this runs per request).
 pub(crate) fn hex16(words: &[u64]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = vec![0u8; 16 * words.len()];
     for (word, digits) in words.iter().zip(out.chunks_exact_mut(16)) {
-        for (i, digit) in digits.iter_mut().enumerate() {
-            *digit = DIGITS[(word >> (60 - 4 * i)) as usize & 0xf];
-        }
+        hex_into(*word, digits);
     }
     // Only ASCII digits were written.
     String::from_utf8(out).unwrap_or_default()
@@ -60,7 +80,7 @@ pub(crate) fn hex16(words: &[u64]) -> String {
 
 /// Parses `00-<32 hex>-<16 hex>-<2 hex>` (and later versions' leading fields);
 /// all-zero ids are invalid.
-fn parse(raw: &[u8]) -> Option<(String, String)> {
+fn parse(raw: &[u8]) -> Option<(&str, &str)> {
     let text = std::str::from_utf8(raw).ok()?.trim();
     let mut parts = text.split('-');
     let version = parts.next()?;
@@ -78,7 +98,7 @@ fn parse(raw: &[u8]) -> Option<(String, String)> {
         && hex(parent, 16)
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2);
-    valid.then(|| (trace_id.to_string(), flags.to_string()))
+    valid.then_some((trace_id, flags))
 }
 
 /// A fast, non-cryptographic random number (ids for tracing, not secrets).
@@ -111,8 +131,9 @@ mod tests {
     fn keeps_a_valid_trace_and_replaces_the_parent() {
         let incoming = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let t = TraceContext::from_header(Some(incoming));
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(t.span_id, "00f067aa0ba902b7");
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(t.span_id(), "00f067aa0ba902b7");
+        assert_eq!(t.span_id().len(), 16);
         let header = t.header_value();
         assert!(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(header.ends_with("-01"));
@@ -130,12 +151,13 @@ mod tests {
             Some(b"garbage"),
         ] {
             let t = TraceContext::from_header(bad);
-            assert_eq!(t.trace_id.len(), 32);
-            assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_eq!(t.trace_id().len(), 32);
+            assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(t.trace_id().bytes().any(|b| b != b'0'));
             assert!(t.header_value().ends_with("-01"));
         }
         let a = TraceContext::from_header(None);
         let b = TraceContext::from_header(None);
-        assert_ne!(a.trace_id, b.trace_id);
+        assert_ne!(a.trace_id(), b.trace_id());
     }
 }

@@ -83,7 +83,7 @@ impl Gateway {
                 .text(&crate::http_headers::MCP_SESSION_ID)
                 .map(str::to_string),
             issued_session: state.issued_session,
-            trace_id: ctx.trace.take().map(|t| t.trace_id),
+            trace_id: ctx.trace.take().map(|t| t.trace_id().to_string()),
         });
     }
 }
