@@ -41,6 +41,10 @@ pub enum Refusal {
     /// A browser `Origin` not on the allow list (DNS-rebinding protection).
     #[error("origin {0:?} is not allowed")]
     OriginNotAllowed(String),
+    /// More than one `Host` field: which host the request is for is
+    /// ambiguous (RFC 9112 §3.2 asks for a 400).
+    #[error("more than one Host header: a request names one host")]
+    SeveralHosts,
     /// The `Host` is not one of the gateway's names (DNS-rebinding protection).
     #[error("host {0:?} is not one of this gateway's names (gateway.allowed_hosts)")]
     HostNotAllowed(String),
@@ -196,6 +200,7 @@ impl Refusal {
             }
             Refusal::OriginNotAllowed(_) => (403, rpc_error(None, ACCESS_REFUSED, &message)),
             Refusal::HostNotAllowed(_) => (421, rpc_error(None, ACCESS_REFUSED, &message)),
+            Refusal::SeveralHosts => (400, rpc_error(None, INVALID_REQUEST, &message)),
             Refusal::UnknownSession => (404, rpc_error(None, INVALID_REQUEST, &message)),
             Refusal::SessionRequired => (400, rpc_error(None, INVALID_REQUEST, &message)),
             Refusal::MethodNotAllowed => {

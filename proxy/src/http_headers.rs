@@ -43,6 +43,9 @@ pub fn bearer_token(req: &impl Fields) -> Result<&str, Refusal> {
 /// the gateway's names, and a browser `Origin` must be listed or be on one of
 /// those names. Non-browser agents send no `Origin`.
 pub fn check_host_and_origin(req: &impl AgentHead, settings: &Settings) -> Result<(), Refusal> {
+    if req.values(&http::header::HOST).nth(1).is_some() {
+        return Err(Refusal::SeveralHosts);
+    }
     let host = req
         .text(&http::header::HOST)
         .or_else(|| req.authority())

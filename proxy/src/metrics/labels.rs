@@ -117,6 +117,7 @@ impl Outcome {
             Refusal::MethodNotAllowed
             | Refusal::TooLarge { .. }
             | Refusal::Unsupported(_)
+            | Refusal::SeveralHosts
             | Refusal::Parse(_)
             | Refusal::HeaderMismatch { .. } => Outcome::RefusedInvalid,
             Refusal::AuditUnavailable { .. } => Outcome::RefusedAudit,

@@ -101,6 +101,24 @@ async fn a_kept_connection_the_upstream_drops_is_retried_on_a_new_one() {
 }
 
 #[tokio::test]
+async fn a_request_naming_two_hosts_is_refused() {
+    let up = raw_upstream(Script::Answer).await;
+    let gw = Gateway::start(up.addr).await;
+    let mut agent = TcpStream::connect(gw.addr).await.unwrap();
+    let second = call_request(&gw, 1, "Host: evil.example\r\n");
+    agent.write_all(second.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut agent, &mut Vec::new()).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(body.contains("more than one Host header"), "{body}");
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        0,
+        "nothing went upstream"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn bytes_after_an_upstream_response_never_answer_the_next_request() {
     let up = raw_upstream(Script::AnswerWithExtra).await;
     let gw = Gateway::start(up.addr).await;
