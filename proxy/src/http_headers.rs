@@ -43,11 +43,13 @@ pub fn bearer_token(req: &impl Fields) -> Result<&str, Refusal> {
 /// the gateway's names, and a browser `Origin` must be listed or be on one of
 /// those names. Non-browser agents send no `Origin`.
 pub fn check_host_and_origin(req: &impl AgentHead, settings: &Settings) -> Result<(), Refusal> {
-    if req.values(&http::header::HOST).nth(1).is_some() {
+    let mut hosts = req.values(&http::header::HOST);
+    let first = hosts.next();
+    if hosts.next().is_some() {
         return Err(Refusal::SeveralHosts);
     }
-    let host = req
-        .text(&http::header::HOST)
+    let host = first
+        .and_then(visible_ascii)
         .or_else(|| req.authority())
         .unwrap_or("");
     if !host_allowed(host, settings) {

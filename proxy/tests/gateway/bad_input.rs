@@ -77,7 +77,8 @@ async fn oversized_bodies_get_413_before_anything_is_forwarded() {
     gw.stop().await;
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+/// `data` gzipped (also for `protocol.rs`).
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()

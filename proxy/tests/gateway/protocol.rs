@@ -1,7 +1,6 @@
 //! Streamable HTTP as agents use it: sessions, SSE streams with progress,
 //! GET and DELETE, the stateless 2026-07-28 headers, and awkward upstreams.
 
-use std::io::Write;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,6 +8,7 @@ use axum::response::Response;
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::bad_input::gzip;
 use crate::common::*;
 
 #[tokio::test]
@@ -160,40 +160,28 @@ fn sse_in_tiny_chunks() -> Response {
         .unwrap()
 }
 
+/// A JSON answer of `body`, its `Content-Encoding` fields `codings`.
+fn json_reply(body: Vec<u8>, codings: &[&str]) -> Response {
+    let mut reply = Response::builder().header("content-type", "application/json");
+    for coding in codings {
+        reply = reply.header("content-encoding", *coding);
+    }
+    reply.body(Body::from(body)).unwrap()
+}
+
 fn gzipped_json() -> Response {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(LIST.as_bytes()).unwrap();
-    Response::builder()
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(Body::from(enc.finish().unwrap()))
-        .unwrap()
+    json_reply(gzip(LIST.as_bytes()), &["gzip"])
 }
 
 /// [`LIST`] gzipped, its coding stated as `identity` and then `gzip`, in
 /// two fields.
 fn gzipped_json_coding_in_two_fields() -> Response {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(LIST.as_bytes()).unwrap();
-    Response::builder()
-        .header("content-type", "application/json")
-        .header("content-encoding", "identity")
-        .header("content-encoding", "gzip")
-        .body(Body::from(enc.finish().unwrap()))
-        .unwrap()
+    json_reply(gzip(LIST.as_bytes()), &["identity", "gzip"])
 }
 
 /// [`LIST`] gzipped twice.
 fn gzipped_twice() -> Response {
-    let mut inner = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    inner.write_all(LIST.as_bytes()).unwrap();
-    let mut outer = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    outer.write_all(&inner.finish().unwrap()).unwrap();
-    Response::builder()
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip, gzip")
-        .body(Body::from(outer.finish().unwrap()))
-        .unwrap()
+    json_reply(gzip(&gzip(LIST.as_bytes())), &["gzip, gzip"])
 }
 
 async fn list_through(reply: fn() -> Response) -> Reply {
@@ -277,12 +265,10 @@ async fn an_encoded_event_stream_is_not_passed_on_unfiltered() {
     let addr = listener.local_addr().unwrap();
     let stream = || async {
         let text = format!("id: 1\nevent: message\ndata: {LIST}\n\n");
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(text.as_bytes()).unwrap();
         Response::builder()
             .header("content-type", "text/event-stream")
             .header("content-encoding", "gzip")
-            .body(Body::from(enc.finish().unwrap()))
+            .body(Body::from(gzip(text.as_bytes())))
             .unwrap()
     };
     let app = axum::Router::new().route("/mcp", axum::routing::get(stream));
