@@ -65,7 +65,7 @@ impl Gateway {
         let is_events = resp
             .field(&http::header::CONTENT_TYPE)
             .is_some_and(|v| v.to_ascii_lowercase().starts_with(b"text/event-stream"));
-        // An encoded stream could not be filtered: Pingora's path refuses it.
+        // An encoded stream could not be filtered here: Pingora's path decodes it first.
         let encoded = content_coding(&resp).is_some();
         // Re-check first: a sweep that ran before the registration below must not be missed.
         if !resp.status().is_success()
